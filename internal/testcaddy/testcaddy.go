@@ -1,0 +1,99 @@
+// Package testcaddy runs real Caddy configurations inside tests without
+// touching the user's Caddy state: TestMain points the XDG directories at a
+// temporary directory and resets the paths Caddy computed at start-up, and
+// configurations are loaded with the admin endpoint off and persistence off.
+package testcaddy
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/certmagic"
+
+	// The Caddyfile adapter and the standard modules, as in the binary.
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// Main isolates Caddy's state in a temporary directory, runs the tests and
+// stops whatever configuration is still running. Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(testcaddy.Main(m)) }
+func Main(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "bankedge-test-")
+	if err != nil {
+		panic(err)
+	}
+	for _, v := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"} {
+		os.Setenv(v, filepath.Join(dir, strings.ToLower(strings.TrimPrefix(v, "XDG_"))))
+	}
+	// Caddy computed these at package initialisation, before TestMain.
+	caddy.ConfigAutosavePath = filepath.Join(caddy.AppConfigDir(), "autosave.json")
+	caddy.DefaultStorage = &certmagic.FileStorage{Path: caddy.AppDataDir()}
+	code := m.Run()
+	_ = caddy.Stop()
+	os.RemoveAll(dir)
+	return code
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Globals is the global options block every test configuration starts
+// with: no admin endpoint, no autosave, no trust-store installation, storage
+// in dir and no wait on reload.
+func Globals(storageDir string, extra string) string {
+	return "{\n\tadmin off\n\tpersist_config off\n\tskip_install_trust\n\tgrace_period 1ns\n\tauto_https disable_redirects\n" +
+		"\tstorage file_system " + storageDir + "\n" + extra + "\n}\n"
+}
+
+// Adapt turns a Caddyfile into JSON, failing the test on any error or warning
+// that says the configuration is wrong.
+func Adapt(t testing.TB, caddyfile string) []byte {
+	t.Helper()
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfg, warnings, err := adapter.Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	for _, w := range warnings {
+		t.Logf("adapt warning: %s", w.String())
+	}
+	return cfg
+}
+
+// Load adapts and runs a Caddyfile and stops it when the test ends.
+func Load(t testing.TB, caddyfile string) {
+	t.Helper()
+	cfg := Adapt(t, caddyfile)
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v\n%s", err, caddyfile)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+}
+
+// LoadError adapts and loads a Caddyfile that must fail, and returns the
+// error.
+func LoadError(t testing.TB, caddyfile string) error {
+	t.Helper()
+	cfg := Adapt(t, caddyfile)
+	err := caddy.Load(cfg, true)
+	if err == nil {
+		_ = caddy.Stop()
+		t.Fatalf("config loaded but should have failed:\n%s", caddyfile)
+	}
+	return err
+}

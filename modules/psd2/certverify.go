@@ -1,0 +1,216 @@
+package psd2
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
+)
+
+// TPP is the identity of a third-party provider read from a verified QWAC
+// or QSEAL.
+type TPP struct {
+	OrgID      string
+	Name       string
+	Roles      []qcstatements.Role
+	RolesCSV   string
+	NCAID      string
+	NCAName    string
+	CertSHA256 string
+}
+
+// HasAnyRole reports whether the TPP holds at least one of roles.
+func (t *TPP) HasAnyRole(roles []qcstatements.Role) bool {
+	for _, want := range roles {
+		for _, have := range t.Roles {
+			if have == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// verifiedCert is a certificate whose chain and PSD2 attributes were checked.
+type verifiedCert struct {
+	cert *x509.Certificate
+	tpp  TPP
+	// validUntil is the earliest NotAfter in the chain; after it the entry is
+	// re-verified so that expiry is reported.
+	validUntil time.Time
+}
+
+// certVerifier checks PSD2 certificates against a trust pool and caches the
+// successes by the SHA-256 of the DER.
+type certVerifier struct {
+	roots  *x509.CertPool
+	qcType qcstatements.QcType
+	now    func() time.Time
+
+	mu       sync.RWMutex
+	cache    map[[32]byte]*verifiedCert
+	capacity int
+}
+
+func newCertVerifier(roots *x509.CertPool, qcType qcstatements.QcType, capacity int) *certVerifier {
+	return &certVerifier{
+		roots:    roots,
+		qcType:   qcType,
+		now:      time.Now,
+		cache:    make(map[[32]byte]*verifiedCert),
+		capacity: capacity,
+	}
+}
+
+// lookup returns a cached, still valid verification of the certificate whose
+// DER hashes to sum.
+func (v *certVerifier) lookup(sum [32]byte, now time.Time) *verifiedCert {
+	v.mu.RLock()
+	vc := v.cache[sum]
+	v.mu.RUnlock()
+	if vc == nil || !now.Before(vc.validUntil) || now.Before(vc.cert.NotBefore) {
+		return nil
+	}
+	return vc
+}
+
+func (v *certVerifier) store(sum [32]byte, vc *verifiedCert) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.cache[sum]; !ok && len(v.cache) >= v.capacity {
+		// Map iteration order is random, which makes this a cheap random
+		// eviction; a full cache only costs a re-verification.
+		for k := range v.cache {
+			delete(v.cache, k)
+			break
+		}
+	}
+	v.cache[sum] = vc
+}
+
+// verify checks cert, with intermediates offered by the client, and returns
+// the cached result when there is one. sum is the SHA-256 of cert.Raw.
+func (v *certVerifier) verify(cert *x509.Certificate, intermediates []*x509.Certificate, sum [32]byte) (*verifiedCert, *rejection) {
+	now := v.now()
+	if vc := v.lookup(sum, now); vc != nil {
+		return vc, nil
+	}
+	vc, rej := v.verifyUncached(cert, intermediates, sum, now)
+	if rej != nil {
+		return nil, rej
+	}
+	v.store(sum, vc)
+	return vc, nil
+}
+
+func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x509.Certificate, sum [32]byte, now time.Time) (*verifiedCert, *rejection) {
+	kind := "QWAC"
+	if v.qcType == qcstatements.QcTypeESeal {
+		kind = "QSEAL"
+	}
+	if now.Before(cert.NotBefore) {
+		return nil, reject(CertificateExpired, fmt.Sprintf("%s is not valid before %s", kind, cert.NotBefore.UTC().Format(time.RFC3339)))
+	}
+	if now.After(cert.NotAfter) {
+		return nil, reject(CertificateExpired, fmt.Sprintf("%s expired on %s", kind, cert.NotAfter.UTC().Format(time.RFC3339)))
+	}
+
+	// Go refuses a critical qcStatements extension as unhandled; we handle
+	// it, so verify a shallow copy without that mark. The original may be
+	// shared with the TLS connection state and must not change.
+	leaf := cert
+	if len(cert.UnhandledCriticalExtensions) > 0 {
+		c := *cert
+		c.UnhandledCriticalExtensions = nil
+		for _, oid := range cert.UnhandledCriticalExtensions {
+			if !oid.Equal(qcstatements.OIDExtension) {
+				c.UnhandledCriticalExtensions = append(c.UnhandledCriticalExtensions, oid)
+			}
+		}
+		leaf = &c
+	}
+	var pool *x509.CertPool
+	if len(intermediates) > 0 {
+		pool = x509.NewCertPool()
+		for _, ic := range intermediates {
+			pool.AddCert(ic)
+		}
+	}
+	// Any EKU: QWACs increasingly carry serverAuth only, which Go's TLS
+	// client-certificate check would refuse.
+	chains, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         v.roots,
+		Intermediates: pool,
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	})
+	if err != nil {
+		var invalid x509.CertificateInvalidError
+		if errors.As(err, &invalid) && invalid.Reason == x509.Expired {
+			return nil, reject(CertificateExpired, kind+" chain contains an expired certificate")
+		}
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			return nil, reject(CertificateInvalid, kind+" does not chain to a trusted QTSP")
+		}
+		return nil, reject(CertificateInvalid, kind+" chain verification failed: "+err.Error())
+	}
+
+	st, present, err := qcstatements.FromCertificate(cert)
+	switch {
+	case err != nil:
+		return nil, reject(CertificateInvalid, kind+" has a malformed qcStatements extension")
+	case !present || st.PSD2 == nil:
+		return nil, reject(CertificateInvalid, kind+" has no PSD2 QCStatement (ETSI TS 119 495)")
+	case len(st.Types) > 0 && !st.HasType(v.qcType):
+		return nil, reject(CertificateInvalid, fmt.Sprintf("%s has QcType %v, want %v", kind, st.Types, v.qcType))
+	}
+	orgID := qcstatements.OrganizationIdentifier(cert.Subject)
+	if orgID == "" {
+		return nil, reject(CertificateInvalid, kind+" subject has no organizationIdentifier")
+	}
+	parsed, err := qcstatements.ParseOrgID(orgID)
+	if err != nil {
+		return nil, reject(CertificateInvalid, kind+" "+err.Error())
+	}
+	if !strings.EqualFold(parsed.NCAID(), st.PSD2.NCAID) {
+		return nil, reject(CertificateInvalid, fmt.Sprintf("%s organizationIdentifier %s does not match NCA id %s", kind, orgID, st.PSD2.NCAID))
+	}
+
+	name := cert.Subject.CommonName
+	if len(cert.Subject.Organization) > 0 {
+		name = cert.Subject.Organization[0]
+	}
+	roles := make([]string, len(st.PSD2.Roles))
+	for i, r := range st.PSD2.Roles {
+		roles[i] = string(r)
+	}
+	validUntil := cert.NotAfter
+	for _, c := range chains[0] {
+		if c.NotAfter.Before(validUntil) {
+			validUntil = c.NotAfter
+		}
+	}
+	return &verifiedCert{
+		cert: cert,
+		tpp: TPP{
+			OrgID:      orgID,
+			Name:       name,
+			Roles:      st.PSD2.Roles,
+			RolesCSV:   strings.Join(roles, ","),
+			NCAID:      st.PSD2.NCAID,
+			NCAName:    st.PSD2.NCAName,
+			CertSHA256: hex.EncodeToString(sum[:]),
+		},
+		validUntil: validUntil,
+	}, nil
+}
+
+// sha256Sum is a helper so that callers do not import crypto/sha256.
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -1,0 +1,146 @@
+package httpsig
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+)
+
+// MaxDigestLen bounds the Digest header.
+const MaxDigestLen = 2 << 10
+
+// ErrDigestFormat marks a Digest header that cannot be parsed.
+var ErrDigestFormat = errors.New("malformed Digest header")
+
+// DigestEncoding says how a hash is written after "ALG=".
+type DigestEncoding int
+
+const (
+	// DigestRaw is RFC 3230 and the Berlin Group: base64 of the raw hash.
+	DigestRaw DigestEncoding = iota
+	// DigestHex is Piraeus Bank: base64 of the lower-case hex text of the hash.
+	DigestHex
+)
+
+func (e DigestEncoding) String() string {
+	if e == DigestHex {
+		return "hex"
+	}
+	return "raw"
+}
+
+// DigestAlgorithm is a hash algorithm accepted in a Digest header.
+type DigestAlgorithm struct {
+	Name string // canonical token, e.g. "SHA-256"
+	Hash crypto.Hash
+}
+
+// New returns a new hash of this algorithm.
+func (a DigestAlgorithm) New() hash.Hash {
+	if a.Hash == crypto.SHA512 {
+		return sha512.New()
+	}
+	return sha256.New()
+}
+
+// The algorithms PSD2 banks accept.
+var (
+	SHA256 = DigestAlgorithm{"SHA-256", crypto.SHA256}
+	SHA512 = DigestAlgorithm{"SHA-512", crypto.SHA512}
+)
+
+// DigestValue is one "alg=value" element of a Digest header.
+type DigestValue struct {
+	// Algorithm is the token as sent; Supported tells whether it is known.
+	Algorithm string
+	Supported bool
+	Alg       DigestAlgorithm
+	// Value is the encoded hash as sent.
+	Value string
+	// decoded holds the base64-decoded value of a supported algorithm.
+	decoded []byte
+}
+
+// ParseDigest parses a Digest header: one or more comma-separated
+// "algorithm=value" pairs. Algorithm tokens are case-insensitive (RFC 3230;
+// some banks send "sha-256"). It fails if no pair names a supported
+// algorithm.
+func ParseDigest(v string) ([]DigestValue, error) {
+	if len(v) > MaxDigestLen {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrDigestFormat, MaxDigestLen)
+	}
+	var out []DigestValue
+	supported := false
+	for part := range strings.SplitSeq(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(part, "=")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || name == "" || value == "" {
+			return nil, fmt.Errorf("%w: %q is not algorithm=value", ErrDigestFormat, part)
+		}
+		dv := DigestValue{Algorithm: name, Value: value}
+		switch strings.ToUpper(name) {
+		case "SHA-256":
+			dv.Alg, dv.Supported = SHA256, true
+		case "SHA-512":
+			dv.Alg, dv.Supported = SHA512, true
+		}
+		if dv.Supported {
+			decoded, err := base64.StdEncoding.DecodeString(value)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s value is not base64", ErrDigestFormat, name)
+			}
+			dv.decoded = decoded
+			supported = true
+		}
+		out = append(out, dv)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrDigestFormat)
+	}
+	if !supported {
+		return nil, fmt.Errorf("%w: no SHA-256 or SHA-512 value", ErrDigestFormat)
+	}
+	return out, nil
+}
+
+// Matches reports whether the value encodes sum in the given encoding. The
+// comparison is on decoded bytes and in constant time.
+func (d DigestValue) Matches(sum []byte, enc DigestEncoding) bool {
+	decoded := d.decoded
+	if enc == DigestHex {
+		// Hex decoding makes the comparison case-insensitive, which the
+		// lower-case rule of Piraeus does not forbid us to be.
+		raw := make([]byte, hex.DecodedLen(len(decoded)))
+		if _, err := hex.Decode(raw, decoded); err != nil {
+			return false
+		}
+		decoded = raw
+	}
+	return len(decoded) == len(sum) && subtle.ConstantTimeCompare(decoded, sum) == 1
+}
+
+// FormatDigest renders a Digest header value for sum.
+func FormatDigest(alg DigestAlgorithm, sum []byte, enc DigestEncoding) string {
+	if enc == DigestHex {
+		return alg.Name + "=" + base64.StdEncoding.EncodeToString([]byte(hex.EncodeToString(sum)))
+	}
+	return alg.Name + "=" + base64.StdEncoding.EncodeToString(sum)
+}
+
+// Sum hashes body with alg.
+func Sum(alg DigestAlgorithm, body []byte) []byte {
+	h := alg.New()
+	h.Write(body)
+	return h.Sum(nil)
+}

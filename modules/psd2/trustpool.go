@@ -1,0 +1,85 @@
+package psd2
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
+)
+
+// loadTrustPool provisions the tls.ca_pool.source module in field of host.
+func loadTrustPool(ctx caddy.Context, host any, field string, raw json.RawMessage) (*x509.CertPool, error) {
+	if raw == nil {
+		return nil, fmt.Errorf("trust_pool is required: the QTSP roots that certificates must chain to")
+	}
+	mod, err := ctx.LoadModule(host, field)
+	if err != nil {
+		return nil, fmt.Errorf("loading trust pool: %w", err)
+	}
+	ca, ok := mod.(caddytls.CA)
+	if !ok {
+		return nil, fmt.Errorf("trust pool module %T is not a certificate pool provider", mod)
+	}
+	pool := ca.CertPool()
+	if pool == nil {
+		return nil, fmt.Errorf("trust pool module %T provided no certificate pool", mod)
+	}
+	return pool, nil
+}
+
+// unmarshalTrustPool parses "trust_pool <module> [args] [{ … }]", the same
+// syntax as Caddy's client_auth.
+func unmarshalTrustPool(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	name := d.Val()
+	mod, err := caddyfile.UnmarshalModule(d, "tls.ca_pool.source."+name)
+	if err != nil {
+		return nil, d.WrapErr(err)
+	}
+	if _, ok := mod.(caddytls.CA); !ok {
+		return nil, d.Errf("trust_pool module %q is not a certificate pool provider", name)
+	}
+	return caddyconfig.JSONModuleObject(mod, "provider", name, nil), nil
+}
+
+// unmarshalPositiveInt parses a single positive integer argument.
+func unmarshalPositiveInt(d *caddyfile.Dispenser) (int, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n <= 0 {
+		return 0, d.Errf("%s needs a positive integer, got %q", name, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
+}
+
+// unmarshalBool parses an optional on/off argument; a bare flag means on.
+func unmarshalBool(d *caddyfile.Dispenser) (*bool, error) {
+	name := d.Val()
+	v := true
+	if d.NextArg() {
+		switch d.Val() {
+		case "on", "true", "yes":
+		case "off", "false", "no":
+			v = false
+		default:
+			return nil, d.Errf("%s takes on or off, got %q", name, d.Val())
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	return &v, nil
+}
