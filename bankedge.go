@@ -1,8 +1,17 @@
 // Package bankedge blank-imports every bankedge module package, as caddy-l4's
 // root package does, so that xcaddy's --with github.com/bankedge/bankedge
-// compiles all of them into the binary.
+// compiles all of them into the binary. It also embeds the example
+// configuration that "bankedge sandbox" serves.
 package bankedge
 
 import (
+	_ "embed"
+
 	_ "github.com/bankedge/bankedge/modules/psd2"
+	_ "github.com/bankedge/bankedge/modules/psd2/tppcmd"
 )
+
+// ExampleCaddyfile is Caddyfile.example, the sandbox configuration.
+//
+//go:embed Caddyfile.example
+var ExampleCaddyfile []byte

@@ -7,12 +7,14 @@ package tppclient
 import (
 	"bytes"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -94,4 +96,17 @@ func (s *Signer) Sign(method, requestURI string, header http.Header, body []byte
 		header.Set("X-Client-Certificate", base64.StdEncoding.EncodeToString(s.QWAC.Raw))
 	}
 	return body, nil
+}
+
+// HTTPClient returns a client that presents qwac in the TLS handshake and
+// trusts roots (the system roots when nil) for the gateway's certificate.
+func HTTPClient(qwac *Identity, roots *x509.CertPool, insecure bool) *http.Client {
+	cfg := &tls.Config{RootCAs: roots, InsecureSkipVerify: insecure, MinVersion: tls.VersionTLS12}
+	if qwac != nil {
+		cfg.Certificates = []tls.Certificate{qwac.TLSCertificate()}
+	}
+	return &http.Client{
+		Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true},
+		Timeout:   60 * time.Second,
+	}
 }
