@@ -49,7 +49,16 @@ func AppendDecode(dst []byte, v string) ([]byte, error) {
 		return dst, ErrEmpty
 	}
 	if strings.IndexByte(v, '%') >= 0 {
-		unescaped, err := url.PathUnescape(v)
+		// Form encoding (url.QueryEscape and the like) writes a space as '+'
+		// and a '+' as %2B, while path encoding and nginx keep '+' for '+'.
+		// Taking a '+' literally in form-encoded PEM breaks the armour
+		// ("BEGIN+CERTIFICATE") and corrupts the base64, so an escaped plus
+		// or a plus in the armour selects form decoding.
+		unescape := url.PathUnescape
+		if strings.Contains(v, "%2B") || strings.Contains(v, "%2b") || strings.Contains(v, "+CERTIFICATE-----") {
+			unescape = url.QueryUnescape
+		}
+		unescaped, err := unescape(v)
 		if err != nil {
 			return dst, fmt.Errorf("%w: bad URL encoding", ErrEncoding)
 		}

@@ -115,8 +115,14 @@ func ParseDigest(v string) ([]DigestValue, error) {
 }
 
 // Matches reports whether the value encodes sum in the given encoding. The
-// comparison is on decoded bytes and in constant time.
+// comparison is on decoded bytes and in constant time. A value of an
+// unsupported algorithm never matches.
 func (d DigestValue) Matches(sum []byte, enc DigestEncoding) bool {
+	// Without this, an unsupported value (nothing decoded) or a zero
+	// DigestValue would "match" an empty sum.
+	if !d.Supported || len(sum) == 0 {
+		return false
+	}
 	decoded := d.decoded
 	if enc == DigestHex {
 		// Hex decoding makes the comparison case-insensitive, which the

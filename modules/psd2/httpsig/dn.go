@@ -78,6 +78,12 @@ func ParseDN(s string) ([]Attribute, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The quoted ("") and #hex (#0c00) forms can also spell an empty
+		// value; refuse it as for the plain form, since an empty attribute
+		// never names an issuer.
+		if value == "" {
+			return nil, fmt.Errorf("%w: empty value at offset %d", ErrDN, i)
+		}
 		out = append(out, Attribute{Type: typ, Value: value})
 		i = next
 		if i >= len(s) {

@@ -96,7 +96,9 @@ func evenHex(s string) string {
 // Matches reports whether the keyId names c: the serial compared as a
 // number, and the issuer, when given, compared as a distinguished name.
 func (k KeyID) Matches(c *x509.Certificate) error {
-	if c.SerialNumber == nil || k.Serial.Cmp(c.SerialNumber) != 0 {
+	// A KeyID not made by ParseKeyID may lack a serial; refuse it rather
+	// than panic in Cmp.
+	if k.Serial == nil || c.SerialNumber == nil || k.Serial.Cmp(c.SerialNumber) != 0 {
 		return fmt.Errorf("keyId serial %X does not match the certificate serial %X", k.Serial, c.SerialNumber)
 	}
 	if k.Issuer == "" {
@@ -123,5 +125,9 @@ func (k KeyID) String() string {
 	if k.Issuer == "" {
 		return sn
 	}
-	return "SN=" + sn + ",CA=" + strings.ReplaceAll(k.Issuer, " ", "%20")
+	// Spaces are encoded as the Berlin Group examples do; '%' must be
+	// encoded too, or ParseKeyID's percent-decoding would change the name.
+	return "SN=" + sn + ",CA=" + issuerEscaper.Replace(k.Issuer)
 }
+
+var issuerEscaper = strings.NewReplacer("%", "%25", " ", "%20")

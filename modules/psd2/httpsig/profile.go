@@ -149,11 +149,23 @@ func (p Profile) Message(signingString []byte) []byte {
 // ErrVerification marks a signature that does not verify.
 var ErrVerification = errors.New("signature does not verify")
 
+// checkHash refuses an Algorithm without a usable hash, such as the zero
+// value, on which crypto.Hash.New would panic.
+func checkHash(alg Algorithm) error {
+	if !alg.Hash.Available() {
+		return fmt.Errorf("%w %q: no hash function", ErrAlgorithm, alg.Name)
+	}
+	return nil
+}
+
 // Verify checks an RSA PKCS#1 v1.5 signature, given as base64 text, over msg.
 func Verify(pub crypto.PublicKey, alg Algorithm, msg []byte, sigB64 string) error {
 	rsaKey, ok := pub.(*rsa.PublicKey)
 	if !ok {
 		return fmt.Errorf("%w: %s needs an RSA key, the certificate has %T", ErrAlgorithm, alg.Name, pub)
+	}
+	if err := checkHash(alg); err != nil {
+		return err
 	}
 	sig, err := base64.StdEncoding.DecodeString(sigB64)
 	if err != nil {
@@ -168,7 +180,16 @@ func Verify(pub crypto.PublicKey, alg Algorithm, msg []byte, sigB64 string) erro
 }
 
 // Sign signs msg with key and returns the base64 text of the signature.
+// The key must be RSA: the algorithms are RSASSA-PKCS1-v1_5.
 func Sign(key crypto.Signer, alg Algorithm, msg []byte) (string, error) {
+	// An ECDSA signer would otherwise sign happily and the header would
+	// carry an ECDSA signature under an rsa-* algorithm name.
+	if _, ok := key.Public().(*rsa.PublicKey); !ok {
+		return "", fmt.Errorf("%w: %s needs an RSA key, got %T", ErrAlgorithm, alg.Name, key.Public())
+	}
+	if err := checkHash(alg); err != nil {
+		return "", err
+	}
 	h := alg.Hash.New()
 	h.Write(msg)
 	sig, err := key.Sign(rand.Reader, h.Sum(nil), alg.Hash)

@@ -106,11 +106,40 @@ func ParseSignature(v string) (Signature, error) {
 }
 
 // String renders the header value in the compact form banks document.
+// Values are escaped so that ParseSignature gives them back, and an empty
+// algorithm or header list is left out rather than rendered as "", which
+// ParseSignature refuses for headers.
 func (s Signature) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `keyId="%s",algorithm="%s",headers="%s",signature="%s"`,
-		s.KeyID, s.Algorithm, strings.Join(s.Headers, " "), s.Signature)
+	b.WriteString(`keyId=`)
+	writeQuoted(&b, s.KeyID)
+	if s.Algorithm != "" {
+		b.WriteString(`,algorithm=`)
+		writeQuoted(&b, s.Algorithm)
+	}
+	if len(s.Headers) > 0 {
+		b.WriteString(`,headers=`)
+		writeQuoted(&b, strings.Join(s.Headers, " "))
+	}
+	b.WriteString(`,signature=`)
+	writeQuoted(&b, s.Signature)
 	return b.String()
+}
+
+// writeQuoted writes v as a quoted string, escaping '"' and '\'. The
+// typographic quotes that ParseSignature also takes as delimiters are
+// escaped too: a backslash before their first byte is a valid quoted-pair
+// (obs-text) and keeps the parser from ending the string there.
+func writeQuoted(b *strings.Builder, v string) {
+	b.WriteByte('"')
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '"' || c == '\\' || strings.HasPrefix(v[i:], "\u201c") || strings.HasPrefix(v[i:], "\u201d") {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('"')
 }
 
 type parser struct {
@@ -188,7 +217,11 @@ func (p *parser) value() (string, error) {
 					return "", fmt.Errorf("%w: dangling escape", ErrFormat)
 				}
 				c = p.s[p.i]
-			} else if c < 0x20 && c != '\t' || c == 0x7f {
+			}
+			// RFC 9110 quoted-pair does not allow control characters either:
+			// an escaped CR, LF or NUL would otherwise reach the keyId and
+			// the logs.
+			if c < 0x20 && c != '\t' || c == 0x7f {
 				return "", fmt.Errorf("%w: control character in quoted string", ErrFormat)
 			}
 			b.WriteByte(c)

@@ -79,6 +79,9 @@ type signed struct {
 	header http.Header
 	body   []byte
 	qwac   *tppclient.Identity
+	// signer and rawBody let a caller sign the same request again.
+	signer  tppclient.Signer
+	rawBody []byte
 }
 
 func (f *requestFlags) sign(rawURL string) (*signed, error) {
@@ -137,6 +140,7 @@ func (f *requestFlags) sign(rawURL string) (*signed, error) {
 	if s.qwac != nil {
 		signer.QWAC = s.qwac.Cert
 	}
+	s.signer, s.rawBody = signer, s.body
 	if s.body, err = signer.Sign(s.method, u.RequestURI(), s.header, s.body); err != nil {
 		return nil, err
 	}
@@ -163,17 +167,25 @@ var printedHeaders = []string{"X-Request-ID", "Date", "Digest", "Signature", "TP
 func signCommand() *cobra.Command {
 	var f requestFlags
 	var bodyOut string
+	var vegeta int
 	cmd := &cobra.Command{
 		Use:   "sign [flags] <url>",
 		Short: "Print the headers of a signed request",
 		Long: `Prints the headers that sign a request, one "Name: value" per line, for curl
 (-H) or Postman. In the piraeus profile the body is signed in minified form, so
-send exactly the bytes that --body-out writes.`,
+send exactly the bytes that --body-out writes.
+
+With --vegeta N it prints N signed requests instead, each with its own
+X-Request-ID, as vegeta JSON targets (one per line) for load tests.`,
 		Args: cobra.ExactArgs(1),
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&bodyOut, "body-out", "", "write the body to send (minified in the piraeus profile) to this file")
+	cmd.Flags().IntVar(&vegeta, "vegeta", 0, "print this many signed requests as vegeta JSON targets")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if vegeta > 0 {
+			return f.vegetaTargets(cmd.OutOrStdout(), args[0], vegeta)
+		}
 		s, err := f.sign(args[0])
 		if err != nil {
 			return err
