@@ -141,8 +141,10 @@ func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName 
 		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
 		r = r.WithContext(ctx)
 		if miss {
-			hq.verifier.cache = map[[32]byte]*verifiedCert{}
-			hs.verifier.cache = map[[32]byte]*verifiedCert{}
+			for _, v := range []*certVerifier{hq.verifier, hs.verifier} {
+				v.cache = map[[32]byte]*verifiedCert{}
+				v.byHeader = map[string]*verifiedCert{}
+			}
 		}
 		rec.code = 0
 		if err := chain.ServeHTTP(rec, r); err != nil || rec.code != 0 {

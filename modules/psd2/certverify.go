@@ -3,11 +3,13 @@ package psd2
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
@@ -44,6 +46,13 @@ type verifiedCert struct {
 	// validUntil is the earliest NotAfter in the chain; after it the entry is
 	// re-verified so that expiry is reported.
 	validUntil time.Time
+	// base64DER is the certificate as a Piraeus client sends it in a
+	// header, so that the common case is a string comparison instead of a
+	// decode.
+	base64DER string
+	// keyID is the last keyId found to name this certificate; TPPs send the
+	// same one on every request, so it is parsed and matched only once.
+	keyID atomic.Pointer[string]
 }
 
 // certVerifier checks PSD2 certificates against a trust pool and caches the
@@ -53,10 +62,16 @@ type certVerifier struct {
 	qcType qcstatements.QcType
 	now    func() time.Time
 
-	mu       sync.RWMutex
-	cache    map[[32]byte]*verifiedCert
+	mu    sync.RWMutex
+	cache map[[32]byte]*verifiedCert
+	// byHeader indexes the same entries by the exact header text they
+	// arrived in, which spares the decode and hash of a header certificate.
+	byHeader map[string]*verifiedCert
 	capacity int
 }
+
+// maxIndexedHeader bounds the header texts kept in byHeader.
+const maxIndexedHeader = 8 << 10
 
 func newCertVerifier(roots *x509.CertPool, qcType qcstatements.QcType, capacity int) *certVerifier {
 	return &certVerifier{
@@ -64,6 +79,7 @@ func newCertVerifier(roots *x509.CertPool, qcType qcstatements.QcType, capacity 
 		qcType:   qcType,
 		now:      time.Now,
 		cache:    make(map[[32]byte]*verifiedCert),
+		byHeader: make(map[string]*verifiedCert),
 		capacity: capacity,
 	}
 }
@@ -74,10 +90,46 @@ func (v *certVerifier) lookup(sum [32]byte, now time.Time) *verifiedCert {
 	v.mu.RLock()
 	vc := v.cache[sum]
 	v.mu.RUnlock()
+	return vc.current(now)
+}
+
+// lookupHeader returns a cached verification of the certificate that came
+// in exactly this header text before.
+func (v *certVerifier) lookupHeader(header string, now time.Time) *verifiedCert {
+	v.mu.RLock()
+	vc := v.byHeader[header]
+	v.mu.RUnlock()
+	return vc.current(now)
+}
+
+// storeHeader remembers the header text a verified certificate came in.
+func (v *certVerifier) storeHeader(header string, vc *verifiedCert) {
+	if len(header) > maxIndexedHeader {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.byHeader[header]; !ok && len(v.byHeader) >= v.capacity {
+		for k := range v.byHeader {
+			delete(v.byHeader, k)
+			break
+		}
+	}
+	v.byHeader[header] = vc
+}
+
+// current returns vc unless it is nil or outside its validity.
+func (vc *verifiedCert) current(now time.Time) *verifiedCert {
 	if vc == nil || !now.Before(vc.validUntil) || now.Before(vc.cert.NotBefore) {
 		return nil
 	}
 	return vc
+}
+
+// keyIDMatches reports whether keyID is the one already matched.
+func (vc *verifiedCert) keyIDMatches(keyID string) bool {
+	p := vc.keyID.Load()
+	return p != nil && *p == keyID
 }
 
 func (v *certVerifier) store(sum [32]byte, vc *verifiedCert) {
@@ -209,6 +261,7 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 			CertSHA256: hex.EncodeToString(sum[:]),
 		},
 		validUntil: validUntil,
+		base64DER:  base64.StdEncoding.EncodeToString(cert.Raw),
 	}, nil
 }
 

@@ -333,15 +333,18 @@ func (h *QSEAL) check(r *http.Request, body *bytes.Buffer) (*TPP, *rejection) {
 		return tpp, rejectPath(CertificateInvalid, headerSignatureCert,
 			fmt.Sprintf("QSEAL belongs to %s, the QWAC to %s", qseal.tpp.OrgID, tpp.OrgID))
 	}
-	keyID, err := httpsig.ParseKeyID(sig.KeyID)
-	if err != nil {
-		return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
-	}
-	if h.profile.KeyIDIssuer && keyID.Issuer == "" {
-		return tpp, rejectPath(SignatureInvalid, headerSignature, "keyId must be SN=<serial>,CA=<issuer DN>")
-	}
-	if err := keyID.Matches(qseal.cert); err != nil {
-		return tpp, rejectPath(SignatureInvalid, headerSignature, "keyId does not name the TPP-Signature-Certificate: "+err.Error())
+	if !qseal.keyIDMatches(sig.KeyID) {
+		keyID, err := httpsig.ParseKeyID(sig.KeyID)
+		if err != nil {
+			return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
+		}
+		if h.profile.KeyIDIssuer && keyID.Issuer == "" {
+			return tpp, rejectPath(SignatureInvalid, headerSignature, "keyId must be SN=<serial>,CA=<issuer DN>")
+		}
+		if err := keyID.Matches(qseal.cert); err != nil {
+			return tpp, rejectPath(SignatureInvalid, headerSignature, "keyId does not name the TPP-Signature-Certificate: "+err.Error())
+		}
+		qseal.keyID.Store(&sig.KeyID)
 	}
 
 	if rej := h.checkDigest(r, body); rej != nil {
@@ -416,6 +419,10 @@ func (h *QSEAL) signatureCertificate(r *http.Request) (*verifiedCert, *rejection
 	if value == "" {
 		return nil, rejectPath(CertificateMissing, headerSignatureCert, "TPP-Signature-Certificate header is missing")
 	}
+	now := h.verifier.now()
+	if vc := h.verifier.lookupHeader(value, now); vc != nil {
+		return vc, nil
+	}
 	buf := derPool.Get().(*[]byte)
 	defer derPool.Put(buf)
 	der, err := certheader.AppendDecode((*buf)[:0], value)
@@ -424,7 +431,8 @@ func (h *QSEAL) signatureCertificate(r *http.Request) (*verifiedCert, *rejection
 		return nil, rejectPath(CertificateInvalid, headerSignatureCert, "TPP-Signature-Certificate cannot be decoded: "+err.Error())
 	}
 	sum := sha256Sum(der)
-	if vc := h.verifier.lookup(sum, h.verifier.now()); vc != nil {
+	if vc := h.verifier.lookup(sum, now); vc != nil {
+		h.verifier.storeHeader(value, vc)
 		return vc, nil
 	}
 	// Parse a copy: the decode buffer goes back to the pool, the cached
@@ -438,6 +446,7 @@ func (h *QSEAL) signatureCertificate(r *http.Request) (*verifiedCert, *rejection
 		rej.Path = headerSignatureCert
 		return nil, rej
 	}
+	h.verifier.storeHeader(value, vc)
 	return vc, nil
 }
 

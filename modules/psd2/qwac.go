@@ -160,20 +160,28 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 	if value == "" {
 		return nil, rejectPath(CertificateMissing, headerClientCertificate, "X-Client-Certificate header is missing")
 	}
-	buf := derPool.Get().(*[]byte)
-	der, err := certheader.AppendDecode((*buf)[:0], value)
-	same := err == nil && bytes.Equal(der, peer.Raw)
-	*buf = der[:0]
-	derPool.Put(buf)
-	if err != nil {
-		return nil, rejectPath(CertificateInvalid, headerClientCertificate, "X-Client-Certificate cannot be decoded: "+err.Error())
+	sum := sha256Sum(peer.Raw)
+	vc := h.verifier.lookup(sum, h.verifier.now())
+	// Most clients send the header as base64 DER, which then equals the
+	// cached encoding of the handshake certificate: no decode needed.
+	if vc == nil || value != vc.base64DER {
+		buf := derPool.Get().(*[]byte)
+		der, err := certheader.AppendDecode((*buf)[:0], value)
+		same := err == nil && bytes.Equal(der, peer.Raw)
+		*buf = der[:0]
+		derPool.Put(buf)
+		if err != nil {
+			return nil, rejectPath(CertificateInvalid, headerClientCertificate, "X-Client-Certificate cannot be decoded: "+err.Error())
+		}
+		if !same {
+			return nil, rejectPath(CertificateInvalid, headerClientCertificate, "X-Client-Certificate is not the certificate presented in the TLS handshake")
+		}
 	}
-	if !same {
-		return nil, rejectPath(CertificateInvalid, headerClientCertificate, "X-Client-Certificate is not the certificate presented in the TLS handshake")
-	}
-	vc, rej := h.verifier.verify(peer, r.TLS.PeerCertificates[1:], sha256Sum(peer.Raw))
-	if rej != nil {
-		return nil, rej
+	if vc == nil {
+		var rej *rejection
+		if vc, rej = h.verifier.verify(peer, r.TLS.PeerCertificates[1:], sum); rej != nil {
+			return nil, rej
+		}
 	}
 	tpp := &vc.tpp
 	required := h.roles

@@ -201,6 +201,20 @@ func (p *parser) quoteAt() int {
 func (p *parser) value() (string, error) {
 	if w := p.quoteAt(); w > 0 {
 		p.i += w
+		// Fast path: a plain value (no escape, no typographic quote, no
+		// control character) up to an ASCII quote is returned as a slice
+		// of the header, without copying.
+		for j := p.i; j < len(p.s); j++ {
+			c := p.s[j]
+			if c == '"' {
+				v := p.s[p.i:j]
+				p.i = j + 1
+				return v, nil
+			}
+			if c == '\\' || c >= 0x80 || c < 0x20 && c != '\t' || c == 0x7f {
+				break
+			}
+		}
 		var b strings.Builder
 		for {
 			if p.done() {
