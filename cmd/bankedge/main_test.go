@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the bankedge binary: with BANKEDGE_TEST_MAIN
+// set it runs main, so that the tests drive the real commands in their own
+// processes.
+func TestMain(m *testing.M) {
+	if os.Getenv("BANKEDGE_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}
+
+// runBankedge runs the binary with args in dir and returns its output.
+func runBankedge(t *testing.T, ctx context.Context, dir string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), append(env, "BANKEDGE_TEST_MAIN=1")...)
+	return cmd
+}
+
+func waitListening(t *testing.T, port string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", port)
+}
+
+// TestSandbox follows the README: start the sandbox, then send a signed
+// request with bankedge tpp request and see it reach the mock ASPSP with
+// the verified identity; then a tampered one is refused.
+func TestSandbox(t *testing.T) {
+	dir := t.TempDir()
+	xs2a, aspsp, admin := freePort(t), freePort(t), freePort(t)
+	env := []string{
+		"BANKEDGE_XS2A_PORT=" + xs2a, "BANKEDGE_ASPSP_PORT=" + aspsp, "BANKEDGE_ADMIN_PORT=" + admin,
+		"XDG_DATA_HOME=" + filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg"),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var serverLog bytes.Buffer
+	server := runBankedge(t, ctx, dir, env, "sandbox")
+	server.Stdout, server.Stderr = &serverLog, &serverLog
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		_ = server.Wait()
+		if t.Failed() {
+			t.Logf("sandbox output:\n%s", serverLog.String())
+		}
+	}()
+	waitListening(t, xs2a)
+
+	for _, f := range []string{"tpp/qtsp-root.pem", "tpp/qwac.pem", "tpp/qwac-key.pem", "tpp/qwac.p12", "tpp/qseal.pem", "tpp/qseal.p12", "server.pem", "storage"} {
+		if _, err := os.Stat(filepath.Join(dir, "sandbox", f)); err != nil {
+			t.Errorf("sandbox did not write %s: %v", f, err)
+		}
+	}
+	body := filepath.Join(dir, "body.json")
+	if err := os.WriteFile(body, []byte("{\n  \"instructedAmount\": {\"currency\": \"EUR\", \"amount\": \"12.00\"}\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	url := "https://localhost:" + xs2a + "/v1/payments/sepa-credit-transfers"
+	out, err := runBankedge(t, ctx, dir, nil, "tpp", "request", "--qwac", "sandbox/tpp/qwac.pem", "--qseal", "sandbox/tpp/qseal.pem",
+		"--profile", "piraeus", "-X", "POST", "--data", "@body.json", url).Output()
+	if err != nil {
+		t.Fatalf("tpp request: %v\n%s", err, out)
+	}
+	var echo struct {
+		Method, Path, Body string
+		TPP                map[string]string
+	}
+	if err := json.Unmarshal(out, &echo); err != nil {
+		t.Fatalf("mock ASPSP answer is not JSON: %v\n%s", err, out)
+	}
+	if echo.Method != "POST" || echo.TPP["orgId"] != "PSDGR-BOG-123456" || echo.TPP["roles"] != "PSP_AI,PSP_PI,PSP_IC" ||
+		echo.Body != `{"instructedAmount":{"currency":"EUR","amount":"12.00"}}` {
+		t.Fatalf("upstream saw %+v", echo)
+	}
+
+	// tpp sign prints headers that curl-like clients can send; a body
+	// other than the signed one is refused.
+	signed, err := runBankedge(t, ctx, dir, nil, "tpp", "sign", "--qwac", "sandbox/tpp/qwac.pem", "--qseal", "sandbox/tpp/qseal.pem",
+		"--profile", "piraeus", "--data", "@body.json", url).Output()
+	if err != nil {
+		t.Fatalf("tpp sign: %v", err)
+	}
+	for _, h := range []string{"X-Request-ID: ", "Digest: SHA-256=", "Signature: keyId=", "TPP-Signature-Certificate: MII", "X-Client-Certificate: MII"} {
+		if !bytes.Contains(signed, []byte("\n"+h)) && !bytes.HasPrefix(signed, []byte(h)) {
+			t.Errorf("tpp sign output lacks %q:\n%s", h, signed)
+		}
+	}
+	// A QWAC from another sandbox root is refused with a Berlin Group error.
+	other := runBankedge(t, ctx, dir, nil, "tpp", "certs", "--out", "other", "--org-id", "PSDGR-BOG-654321", "--roles", "PSP_AI", "--p12-password", "x")
+	if out, err := other.CombinedOutput(); err != nil {
+		t.Fatalf("tpp certs: %v\n%s", err, out)
+	}
+	out, err = runBankedge(t, ctx, dir, nil, "tpp", "request", "--qwac", "other/qwac.pem", "--qseal", "other/qseal.pem", "--cacert", "sandbox/tpp/qtsp-root.pem",
+		"--profile", "piraeus", "-X", "POST", "--data", "@body.json", url).Output()
+	if err != nil || !strings.Contains(string(out), `"code":"CERTIFICATE_INVALID"`) {
+		t.Fatalf("untrusted QWAC: %v %s", err, out)
+	}
+	if openssl, err := exec.LookPath("openssl"); err == nil {
+		out, err := exec.Command(openssl, "pkcs12", "-info", "-noout", "-passin", "pass:x", "-in", filepath.Join(dir, "other", "qseal.p12")).CombinedOutput()
+		if err != nil {
+			t.Errorf("openssl cannot open qseal.p12: %v\n%s", err, out)
+		}
+	}
+}
