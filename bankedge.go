@@ -7,6 +7,7 @@ package bankedge
 import (
 	_ "embed"
 
+	_ "github.com/bankedge/bankedge/modules/ca"
 	_ "github.com/bankedge/bankedge/modules/psd2"
 	_ "github.com/bankedge/bankedge/modules/psd2/tppcmd"
 )

@@ -79,7 +79,7 @@ https://localhost:$GW_PORT {
 		profile piraeus
 		trust_pool file $PWD/$pki/2048/qtsp-root.pem
 		require_signature
-		replay_window 250ms
+		replay_window 100ms
 		max_body_size 256KiB
 	}
 	reverse_proxy 127.0.0.1:$UP_PORT {
@@ -116,7 +116,7 @@ PY
 
 targets() { # body key -> targets file for the gateway; the plain file differs only in the port
 	local body=$1 key=$2 n=2048
-	[ "$body" = 100KB ] && n=512
+	[ "$body" = 100KB ] && n=1024
 	local f=$out/targets-$body-$key
 	if [ ! -f "$f.gw.json" ]; then
 		make_body "$body" >"$f.body.json"

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -43,6 +46,34 @@ func runBankedge(t *testing.T, ctx context.Context, dir string, env []string, ar
 	return cmd
 }
 
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *syncBuffer) waitFor(t *testing.T, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if strings.Contains(b.String(), text) {
+			return
+		}
+	}
+	t.Fatalf("no %q in the output:\n%s", text, b.String())
+}
+
 func waitListening(t *testing.T, port string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -62,16 +93,16 @@ func waitListening(t *testing.T, port string) {
 // the verified identity; then a tampered one is refused.
 func TestSandbox(t *testing.T) {
 	dir := t.TempDir()
-	xs2a, aspsp, admin := freePort(t), freePort(t), freePort(t)
+	xs2a, aspsp, admin, api := freePort(t), freePort(t), freePort(t), freePort(t)
 	env := []string{
-		"BANKEDGE_XS2A_PORT=" + xs2a, "BANKEDGE_ASPSP_PORT=" + aspsp, "BANKEDGE_ADMIN_PORT=" + admin,
+		"BANKEDGE_XS2A_PORT=" + xs2a, "BANKEDGE_ASPSP_PORT=" + aspsp, "BANKEDGE_ADMIN_PORT=" + admin, "BANKEDGE_API_PORT=" + api,
 		"XDG_DATA_HOME=" + filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg"),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var serverLog bytes.Buffer
+	serverLog := new(syncBuffer)
 	server := runBankedge(t, ctx, dir, env, "sandbox")
-	server.Stdout, server.Stderr = &serverLog, &serverLog
+	server.Stdout, server.Stderr = serverLog, serverLog
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +113,10 @@ func TestSandbox(t *testing.T) {
 			t.Logf("sandbox output:\n%s", serverLog.String())
 		}
 	}()
-	waitListening(t, xs2a)
+	// The sandbox says it runs once its server certificate is issued.
+	serverLog.waitFor(t, "sandbox gateway running")
 
-	for _, f := range []string{"tpp/qtsp-root.pem", "tpp/qwac.pem", "tpp/qwac-key.pem", "tpp/qwac.p12", "tpp/qseal.pem", "tpp/qseal.p12", "server.pem", "storage"} {
+	for _, f := range []string{"secrets.env", "admin-password", "tpp/qtsp-root.pem", "tpp/qwac.pem", "tpp/qwac-key.pem", "tpp/qwac.p12", "tpp/qseal.pem", "tpp/qseal.p12", "storage", "audit.log"} {
 		if _, err := os.Stat(filepath.Join(dir, "sandbox", f)); err != nil {
 			t.Errorf("sandbox did not write %s: %v", f, err)
 		}
@@ -123,6 +155,29 @@ func TestSandbox(t *testing.T) {
 			t.Errorf("tpp sign output lacks %q:\n%s", h, signed)
 		}
 	}
+	// New certificates from the running CA, through the admin API, are
+	// trusted at once.
+	fromCA := runBankedge(t, ctx, dir, nil, "tpp", "certs", "--from", "http://127.0.0.1:"+api, "--password-file", "sandbox/admin-password",
+		"--out", "ai-only", "--org-id", "PSDGR-BOG-654321", "--roles", "PSP_AI", "--p12-password", "x")
+	if out, err := fromCA.CombinedOutput(); err != nil {
+		t.Fatalf("tpp certs --from: %v\n%s", err, out)
+	}
+	out, err = runBankedge(t, ctx, dir, nil, "tpp", "request", "--qwac", "ai-only/qwac.pem", "--qseal", "ai-only/qseal.pem",
+		"--profile", "piraeus", "-X", "POST", "--data", "@body.json", url).Output()
+	if err != nil || !strings.Contains(string(out), `"code":"ROLE_INVALID"`) {
+		t.Fatalf("a TPP without PSP_PI initiating a payment: %v %s", err, out)
+	}
+	out, err = runBankedge(t, ctx, dir, nil, "tpp", "request", "--qwac", "ai-only/qwac.p12", "--qseal", "ai-only/qseal.p12", "--p12-password", "x",
+		"--profile", "piraeus", "https://localhost:"+xs2a+"/v1/accounts").Output()
+	if err != nil || !strings.Contains(string(out), `"orgId":"PSDGR-BOG-654321"`) {
+		t.Fatalf("the AISP reading accounts: %v %s", err, out)
+	}
+	// The audit log records the issuance by the admin user.
+	audit, _ := os.ReadFile(filepath.Join(dir, "sandbox", "audit.log"))
+	if !bytes.Contains(audit, []byte(`"msg":"ca.psd2.generate"`)) || !bytes.Contains(audit, []byte(`"user":"admin"`)) {
+		t.Errorf("audit log lacks the PSD2 issuance:\n%s", audit)
+	}
+
 	// A QWAC from another sandbox root is refused with a Berlin Group error.
 	other := runBankedge(t, ctx, dir, nil, "tpp", "certs", "--out", "other", "--org-id", "PSDGR-BOG-654321", "--roles", "PSP_AI", "--p12-password", "x")
 	if out, err := other.CombinedOutput(); err != nil {
@@ -139,4 +194,82 @@ func TestSandbox(t *testing.T) {
 			t.Errorf("openssl cannot open qseal.p12: %v\n%s", err, out)
 		}
 	}
+}
+
+// TestTwoInstancesOneCA starts two gateways at once on one empty storage
+// directory: the storage lock must leave them with one CA.
+func TestTwoInstancesOneCA(t *testing.T) {
+	dir := t.TempDir()
+	storage := filepath.Join(dir, "shared-storage")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ports []string
+	var logs []*syncBuffer
+	var procs []*exec.Cmd
+	for i := range 2 {
+		port := freePort(t)
+		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
+		os.WriteFile(cfg, []byte(fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %s
+	bankedge {
+		ca {
+			key_passphrase two-instances
+		}
+	}
+}
+http://127.0.0.1:%s {
+	bind 127.0.0.1
+	bankedge_api
+}
+`, storage, port)), 0o644)
+		out := new(syncBuffer)
+		cmd := runBankedge(t, ctx, dir, []string{"XDG_DATA_HOME=" + filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg")},
+			"run", "--config", cfg, "--adapter", "caddyfile")
+		cmd.Stdout, cmd.Stderr = out, out
+		ports, logs, procs = append(ports, port), append(logs, out), append(procs, cmd)
+	}
+	for _, p := range procs {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		cancel()
+		for i, p := range procs {
+			_ = p.Wait()
+			if t.Failed() {
+				t.Logf("instance %d:\n%s", i, logs[i].String())
+			}
+		}
+	}()
+	var certs []string
+	for _, port := range ports {
+		waitListening(t, port)
+		out, err := exec.Command("curl", "-sf", "http://127.0.0.1:"+port+"/api/v1/certificates/ca/certificate").Output()
+		if err != nil {
+			// curl is not essential: fall back to Go.
+			out = httpGet(t, "http://127.0.0.1:"+port+"/api/v1/certificates/ca/certificate")
+		}
+		certs = append(certs, string(out))
+	}
+	if !strings.Contains(certs[0], "BEGIN CERTIFICATE") || certs[0] != certs[1] {
+		t.Fatalf("the two instances serve different CAs:\n%s\n%s", certs[0], certs[1])
+	}
+	created := strings.Count(logs[0].String()+logs[1].String(), "created the bankedge CA")
+	if created != 1 {
+		t.Fatalf("%d instances created a CA, want exactly 1", created)
+	}
+}
+
+func httpGet(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
 }

@@ -14,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +42,8 @@ var knownNCAs = map[string]string{
 type certsFlags struct {
 	out, orgID, roles, name, ncaName, keyType, p12Password, dns string
 	days                                                        int
+	// from, user and passwordFile select the CA of a running gateway.
+	from, user, passwordFile string
 }
 
 func certsCommand() *cobra.Command {
@@ -52,14 +53,19 @@ func certsCommand() *cobra.Command {
 		Short: "Write a sandbox QTSP root, a QWAC and a QSEAL",
 		Long: `Writes, in --out:
 
-  qtsp-root.pem, qtsp-root-key.pem   the sandbox QTSP (reused when present)
-  qwac.pem, qwac-key.pem, qwac.p12   the QWAC, for mTLS and X-Client-Certificate
+  qtsp-root.pem                       the sandbox QTSP's certificate
+  qwac.pem, qwac-key.pem, qwac.p12    the QWAC, for mTLS and X-Client-Certificate
   qseal.pem, qseal-key.pem, qseal.p12 the QSEAL, which signs requests
 
 Both certificates carry the organizationIdentifier and the ETSI TS 119 495
-qcStatements (roles, NCA name and id). A gateway trusts them when its
-psd2_qwac and psd2_qseal trust_pool holds qtsp-root.pem. These are sandbox
-certificates: never let a production gateway trust the sandbox root.`,
+qcStatements (roles, NCA name and id).
+
+With --from, the certificates come from the bankedge CA of a running
+gateway, through its admin API (POST /api/v1/certificates/ca/psd2/…), so a
+gateway whose PSD2 handlers use trust_pool bankedge trusts them. Without it,
+a local sandbox QTSP root is made in --out (and qtsp-root-key.pem kept there
+for the next run); a gateway trusts those when its trust_pool holds
+qtsp-root.pem. Never let a production gateway trust a sandbox root.`,
 		Args: cobra.NoArgs,
 	}
 	fl := cmd.Flags()
@@ -72,6 +78,9 @@ certificates: never let a production gateway trust the sandbox root.`,
 	fl.StringVar(&f.p12Password, "p12-password", os.Getenv("BANKEDGE_P12_PASSWORD"), "password of the PKCS#12 files (default $BANKEDGE_P12_PASSWORD, else a random one printed once)")
 	fl.StringVar(&f.dns, "dns", "tpp.example", "DNS name in the QWAC")
 	fl.IntVar(&f.days, "days", 365, "validity in days")
+	fl.StringVar(&f.from, "from", "", "base URL of a gateway's admin API, e.g. http://127.0.0.1:8080, to get the certificates from its CA")
+	fl.StringVar(&f.user, "user", "admin", "admin API user (with --from)")
+	fl.StringVar(&f.passwordFile, "password-file", "", "file holding the admin API password (with --from; default $BANKEDGE_ADMIN_PASSWORD)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return f.run(cmd.OutOrStdout(), cmd.ErrOrStderr()) }
 	return cmd
 }
@@ -118,6 +127,9 @@ func (f *certsFlags) run(stdout, stderr io.Writer) error {
 	}
 	if err := os.MkdirAll(f.out, 0o700); err != nil {
 		return err
+	}
+	if f.from != "" {
+		return f.fromGateway(subject, stdout, stderr)
 	}
 	root, err := loadOrCreateRoot(f.out)
 	if err != nil {
@@ -252,56 +264,15 @@ func writePEM(path string, key crypto.Signer, certs []*x509.Certificate) error {
 	return os.WriteFile(path, out, mode)
 }
 
-// SandboxOptions describe the certificates that WriteSandbox makes.
-type SandboxOptions struct {
-	Dir         string
-	OrgID       string
-	Roles       string
-	P12Password string
-	// ServerNames, when set, also get a TLS server certificate
-	// (server.pem, server-key.pem in the parent of Dir) from the same root.
-	ServerNames []string
+// WriteIdentity writes <name>.pem, <name>-key.pem and <name>.p12 (with the
+// chain, protected by password) into dir, the layout that tpp sign and tpp
+// request read.
+func WriteIdentity(dir, name string, id *tppclient.Identity, password string) error {
+	return writeIdentity(dir, name, id, password)
 }
 
-// WriteSandbox writes a sandbox QTSP root, QWAC and QSEAL into o.Dir (and a
-// server certificate), as "bankedge tpp certs" does.
-func WriteSandbox(o SandboxOptions, stdout, stderr io.Writer) error {
-	f := certsFlags{out: o.Dir, orgID: o.OrgID, roles: o.Roles, keyType: "rsa2048", p12Password: o.P12Password, dns: "tpp.example", days: 365}
-	if err := f.run(stdout, stderr); err != nil {
-		return err
-	}
-	if len(o.ServerNames) == 0 {
-		return nil
-	}
-	root, err := loadOrCreateRoot(o.Dir)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: o.ServerNames[0]},
-		NotBefore:   time.Now().Add(-5 * time.Minute),
-		NotAfter:    time.Now().Add(365 * 24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range o.ServerNames {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	cert, err := root.issue(tmpl, key.Public())
-	if err != nil {
-		return err
-	}
-	parent := filepath.Dir(filepath.Clean(o.Dir))
-	if err := writePEM(filepath.Join(parent, "server-key.pem"), key, nil); err != nil {
-		return err
-	}
-	return writePEM(filepath.Join(parent, "server.pem"), nil, []*x509.Certificate{cert, root.Cert})
+// WriteRoot writes the certificate a gateway trusts as sandbox QTSP to
+// dir/qtsp-root.pem, where tpp request looks for it.
+func WriteRoot(dir string, root *x509.Certificate) error {
+	return writePEM(filepath.Join(dir, rootFile), nil, []*x509.Certificate{root})
 }

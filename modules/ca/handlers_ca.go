@@ -1,0 +1,432 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/bankedge/bankedge/modules/ca/authority"
+	"github.com/bankedge/bankedge/modules/ca/keystore"
+	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
+	"github.com/bankedge/bankedge/modules/psd2/tppcert"
+)
+
+// POST /api/v1/certificates/ca/initialize
+func (h *API) initialize(c *call, _ []string) error {
+	auth, err := h.app.Initialize(c.r.Context())
+	switch {
+	case errors.Is(err, authority.ErrCAExists):
+		c.audit("ca.initialize", "exists")
+		writeJSON(c.w, http.StatusConflict, map[string]string{
+			"error":       "the CA already exists",
+			"certificate": string(auth.CertificatePEM()),
+		}, "")
+		return nil
+	case err != nil:
+		c.audit("ca.initialize", "failed", zap.Error(err))
+		return err
+	}
+	c.audit("ca.initialize", "created", zap.String("serial", authority.SerialString(auth.Certificate().SerialNumber)))
+	writeJSON(c.w, http.StatusCreated, map[string]string{
+		"message":     "CA initialized",
+		"certificate": string(auth.CertificatePEM()),
+	}, "")
+	return nil
+}
+
+// GET /api/v1/certificates/ca/certificate
+func (h *API) caCertificate(c *call, _ []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	writeFile(c.w, "application/x-pem-file", "ca-cert.pem", auth.CertificatePEM())
+	return nil
+}
+
+// leafKey makes the key a partner gets when the CA generates it: RSA-2048
+// by default, which every PeSIT and Java peer reads.
+func leafKey(name string) (crypto.Signer, error) {
+	if name == "" {
+		name = string(authority.RSA2048)
+	}
+	name = strings.ToLower(name)
+	if rest, ok := strings.CutPrefix(name, "rsa"); ok && !strings.HasPrefix(rest, "-") {
+		name = "rsa-" + rest // rsa2048, as openssl spells it
+	}
+	kt, err := authority.ParseKeyType(name)
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, "keyType: %v", err)
+	}
+	return authority.NewKey(kt)
+}
+
+// POST /api/v1/certificates/ca/csr: a key and a CSR for the given subject.
+func (h *API) makeCSR(c *call, _ []string) error {
+	subject, err := c.subjectFromForm()
+	if err != nil {
+		return err
+	}
+	key, err := leafKey(c.param("keyType"))
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.CertificateRequest{Subject: subject}
+	for _, n := range splitList(c.param("dnsNames")) {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	if e := c.param("email"); e != "" {
+		tmpl.EmailAddresses = []string{e}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		return fail(http.StatusBadRequest, "making the CSR: %v", err)
+	}
+	password := c.form.Get("password")
+	keyPEM, err := keystore.EncodePrivateKeyPEM(key, password)
+	if err != nil {
+		return err
+	}
+	c.audit("ca.csr", "created", zap.String("subject", subject.String()), zap.Bool("key_encrypted", password != ""))
+	writeJSON(c.w, http.StatusOK, map[string]any{
+		"csrPem":        string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})),
+		"privateKeyPem": string(keyPEM),
+		"keyEncrypted":  password != "",
+	}, "")
+	return nil
+}
+
+// POST /api/v1/certificates/ca/sign: csrPem, purpose, validityDays, partnerId.
+func (h *API) signCSR(c *call, _ []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	block, err := c.pemParam("csrPem", "CERTIFICATE REQUEST")
+	if err != nil {
+		return err
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return fail(http.StatusBadRequest, "csrPem is not a certificate signing request: %v", err)
+	}
+	purpose, err := authority.ParsePurpose(orDefault(c.param("purpose"), "CLIENT"))
+	if err != nil || purpose == authority.PurposeQWAC || purpose == authority.PurposeQSEAL {
+		return fail(http.StatusBadRequest, "purpose must be CLIENT or SERVER")
+	}
+	validity, err := c.validity()
+	if err != nil {
+		return err
+	}
+	partnerID := c.param("partnerId")
+	if partnerID != "" {
+		if _, err := h.app.Registry().Get(c.r.Context(), partnerID); err != nil {
+			c.audit("ca.sign", "refused", zap.String("partner", partnerID), zap.String("reason", "unknown partner"))
+			return partnerError(err)
+		}
+	}
+	cert, err := auth.SignCSR(c.r.Context(), csr, purpose, validity, partnerID, c.user)
+	if err != nil {
+		c.audit("ca.sign", "refused", zap.String("partner", partnerID), zap.String("reason", err.Error()))
+		return caError(err)
+	}
+	c.audit("ca.sign", "issued", certFields(c.user, cert, string(purpose), partnerID)...)
+	writeFile(c.w, "application/x-pem-file", "", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+	return nil
+}
+
+// POST /api/v1/certificates/ca/partner/{id}/generate: a complete keystore.
+func (h *API) generatePartner(c *call, params []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	id := params[0]
+	purpose, err := authority.ParsePurpose(orDefault(c.param("purpose"), "CLIENT"))
+	if err != nil || purpose == authority.PurposeQWAC || purpose == authority.PurposeQSEAL {
+		return fail(http.StatusBadRequest, "purpose must be CLIENT or SERVER")
+	}
+	validity, err := c.validity()
+	if err != nil {
+		return err
+	}
+	format, err := c.keystoreFormat()
+	if err != nil {
+		return err
+	}
+	cn := orDefault(c.param("commonName"), id)
+	tmpl := &x509.Certificate{}
+	tmpl.Subject.CommonName = cn
+	if o := c.param("organization"); o != "" {
+		tmpl.Subject.Organization = []string{o}
+	}
+	if purpose == authority.PurposeServer {
+		for _, n := range append([]string{cn}, splitList(c.param("dnsNames"))...) {
+			if ip := net.ParseIP(n); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, n)
+			}
+		}
+	}
+	key, err := leafKey(c.param("keyType"))
+	if err != nil {
+		return err
+	}
+	cert, err := auth.Issue(c.r.Context(), authority.Request{
+		PublicKey: key.Public(), Template: tmpl, Purpose: purpose, Validity: validity, PartnerID: id, IssuedBy: c.user,
+	})
+	if err != nil {
+		c.audit("ca.generate", "refused", zap.String("partner", id), zap.String("reason", err.Error()))
+		return caError(err)
+	}
+	return h.sendKeystore(c, "ca.generate", id, string(purpose), key, cert, format)
+}
+
+// sendKeystore answers with a key, its certificate and the CA chain.
+func (h *API) sendKeystore(c *call, action, holder, purpose string, key crypto.Signer, cert *x509.Certificate, format keystore.Format) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	password, err := c.keystorePassword(format)
+	if err != nil {
+		return err
+	}
+	ks, err := keystore.EncodeKeystore(keystore.Entry{
+		Alias: holder, Key: key, Cert: cert, Chain: []*x509.Certificate{auth.Certificate()}, CAAlias: "bankedge-ca",
+	}, format, password)
+	if err != nil {
+		return fail(http.StatusBadRequest, "encoding the keystore: %v", err)
+	}
+	fields := append(certFields(c.user, cert, purpose, holder), zap.String("format", string(format)))
+	c.audit(action, "issued", fields[1:]...)
+	writeFile(c.w, format.ContentType(), safeFilename(holder)+format.Extension(), ks)
+	return nil
+}
+
+// POST /api/v1/certificates/ca/psd2/{tppId}/generate: a sandbox QWAC or QSEAL.
+func (h *API) generatePSD2(c *call, params []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	tppID := params[0]
+	kind, err := tppcert.ParseKind(strings.ToLower(c.param("type")))
+	if err != nil {
+		return fail(http.StatusBadRequest, "type must be qwac or qseal")
+	}
+	orgID, err := c.required("orgId")
+	if err != nil {
+		return err
+	}
+	rolesParam, err := c.required("roles")
+	if err != nil {
+		return err
+	}
+	var roles []qcstatements.Role
+	for _, r := range splitList(rolesParam) {
+		role, err := qcstatements.ParseRole(r)
+		if err != nil {
+			return fail(http.StatusBadRequest, "roles: %v", err)
+		}
+		roles = append(roles, role)
+	}
+	validity, err := c.validity()
+	if err != nil {
+		return err
+	}
+	format, err := c.keystoreFormat()
+	if err != nil {
+		return err
+	}
+	cn := orDefault(c.param("commonName"), tppID)
+	tmpl, err := tppcert.Template(kind, tppcert.Subject{
+		OrgID: orgID, Organization: c.param("organization"), CommonName: cn, Roles: roles,
+		NCAName: c.param("ncaName"), NCAID: c.param("ncaId"), DNSNames: []string{cn},
+	}, auth.Certificate().NotBefore, auth.Certificate().NotAfter)
+	if err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
+	// A QSEAL signs with rsa-sha256 or rsa-sha512, so the default key is RSA.
+	key, err := leafKey(c.param("keyType"))
+	if err != nil {
+		return err
+	}
+	if _, ok := key.(*rsa.PrivateKey); !ok && kind == tppcert.QSEAL {
+		return fail(http.StatusBadRequest, "a QSEAL needs an RSA key: PSD2 signatures are rsa-sha256 or rsa-sha512")
+	}
+	purpose := authority.PurposeQWAC
+	if kind == tppcert.QSEAL {
+		purpose = authority.PurposeQSEAL
+	}
+	cert, err := auth.Issue(c.r.Context(), authority.Request{
+		PublicKey: key.Public(), Template: tmpl, Purpose: purpose, Validity: validity, PartnerID: tppID, IssuedBy: c.user,
+	})
+	if err != nil {
+		c.audit("ca.psd2.generate", "refused", zap.String("partner", tppID), zap.String("reason", err.Error()))
+		return caError(err)
+	}
+	return h.sendKeystore(c, "ca.psd2.generate", tppID, string(purpose), key, cert, format)
+}
+
+// POST /api/v1/certificates/ca/verify: certificatePem.
+func (h *API) verify(c *call, _ []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	block, err := c.pemParam("certificatePem", "CERTIFICATE")
+	if err != nil {
+		err.(*apiError).reason = "malformed"
+		return err
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return &apiError{status: http.StatusBadRequest, msg: "certificatePem is not a valid certificate: " + err.Error(), reason: "malformed"}
+	}
+	err = auth.Verify(c.r.Context(), cert)
+	var verr *authority.VerifyError
+	if errors.As(err, &verr) {
+		c.audit("ca.verify", "invalid", zap.String("serial", authority.SerialString(cert.SerialNumber)), zap.String("reason", verr.Reason))
+		return &apiError{status: http.StatusUnprocessableEntity, msg: verr.Error(), reason: verr.Reason}
+	}
+	if err != nil {
+		return err
+	}
+	c.audit("ca.verify", "valid", zap.String("serial", authority.SerialString(cert.SerialNumber)))
+	writeJSON(c.w, http.StatusOK, map[string]string{"message": "Certificate is valid and signed by our CA"}, "")
+	return nil
+}
+
+// GET /api/v1/certificates/ca/truststore?format=p12|jks|pem
+func (h *API) truststore(c *call, _ []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	format, err := c.keystoreFormat()
+	if err != nil {
+		return err
+	}
+	password, err := c.keystorePassword(format)
+	if err != nil {
+		return err
+	}
+	ts, err := keystore.EncodeTruststore([]*x509.Certificate{auth.Certificate()}, format, "bankedge-ca", password)
+	if err != nil {
+		return fail(http.StatusBadRequest, "encoding the truststore: %v", err)
+	}
+	c.audit("ca.truststore", "sent", zap.String("format", string(format)))
+	writeFile(c.w, format.ContentType(), "truststore"+format.Extension(), ts)
+	return nil
+}
+
+// GET /api/v1/certificates/ca/issued[?partnerId=…&status=…]
+func (h *API) issued(c *call, _ []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	recs, err := auth.Issued(c.r.Context())
+	if err != nil {
+		return err
+	}
+	partner, status := c.param("partnerId"), c.param("status")
+	out := make([]authority.Record, 0, len(recs))
+	for _, r := range recs {
+		if partner != "" && r.PartnerID != partner || status != "" && r.Status != status {
+			continue
+		}
+		r.DER = nil
+		out = append(out, r)
+	}
+	writeJSON(c.w, http.StatusOK, out, "")
+	return nil
+}
+
+// POST /api/v1/certificates/ca/revoke: serial, reason.
+func (h *API) revoke(c *call, _ []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	s, err := c.required("serial")
+	if err != nil {
+		return err
+	}
+	serial, err := authority.ParseSerial(s)
+	if err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
+	reason, err := authority.ParseReason(c.param("reason"))
+	if err != nil {
+		return fail(http.StatusBadRequest, "%v", err)
+	}
+	rec, err := auth.Revoke(c.r.Context(), serial, reason)
+	if err != nil {
+		c.audit("ca.revoke", "refused", zap.String("serial", authority.SerialString(serial)), zap.String("reason", err.Error()))
+		return caError(err)
+	}
+	c.audit("ca.revoke", "revoked", zap.String("serial", rec.Serial), zap.String("partner", rec.PartnerID), zap.String("revocation_reason", rec.RevocationReason))
+	rec.DER = nil
+	writeJSON(c.w, http.StatusOK, rec, "")
+	return nil
+}
+
+// GET /api/v1/certificates/ca/crl
+func (h *API) crl(c *call, _ []string) error {
+	auth, err := h.authority()
+	if err != nil {
+		return err
+	}
+	der, err := auth.CRL(c.r.Context())
+	if err != nil {
+		return err
+	}
+	writeFile(c.w, "application/pkix-crl", "ca.crl", der)
+	return nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, strings.TrimSpace(f))
+	}
+	return out
+}
+
+// safeFilename keeps a download name to harmless characters.
+func safeFilename(s string) string {
+	out := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
+			return r
+		}
+		return '_'
+	}, s)
+	if out == "" {
+		return "keystore"
+	}
+	return fmt.Sprint(out)
+}
