@@ -356,7 +356,8 @@ func ParseSerial(s string) (*big.Int, error) {
 		return r
 	}, s)
 	n, ok := new(big.Int).SetString(clean, 16)
-	if !ok || clean == "" || len(clean) > 64 || n.Sign() <= 0 {
+	// SetString also takes a sign ("+6a", "-6a"): only hex digits are a serial.
+	if !ok || clean == "" || len(clean) > 64 || n.Sign() <= 0 || strings.Trim(clean, "0123456789abcdefABCDEF") != "" {
 		return nil, fmt.Errorf("serial %q is not a positive hexadecimal number", s)
 	}
 	return n, nil

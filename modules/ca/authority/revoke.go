@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"math/big"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -150,7 +151,15 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 		return Record{}, err
 	}
 	now := a.cfg.Now().UTC().Truncate(time.Second)
-	list = append(list, Revocation{Serial: rec.Serial, RevokedAt: now, Reason: reason})
+	entry := Revocation{Serial: rec.Serial, RevokedAt: now, Reason: reason}
+	// A Revoke that stored the list but failed to update the record is
+	// retried with the record still valid: replace its entry rather than
+	// listing the serial twice in the CRL.
+	if i := slices.IndexFunc(list, func(r Revocation) bool { return r.Serial == rec.Serial }); i >= 0 {
+		list[i] = entry
+	} else {
+		list = append(list, entry)
+	}
 	b, err := json.Marshal(list)
 	if err != nil {
 		return Record{}, err
