@@ -27,6 +27,25 @@ type TPP struct {
 	CertSHA256 string
 }
 
+// placeholder resolves the {psd2.tpp.*} placeholders.
+func (t *TPP) placeholder(key string) (any, bool) {
+	switch key {
+	case "psd2.tpp.org_id":
+		return t.OrgID, true
+	case "psd2.tpp.name":
+		return t.Name, true
+	case "psd2.tpp.roles":
+		return t.RolesCSV, true
+	case "psd2.tpp.nca_id":
+		return t.NCAID, true
+	case "psd2.tpp.nca_name":
+		return t.NCAName, true
+	case "psd2.tpp.cert_sha256":
+		return t.CertSHA256, true
+	}
+	return nil, false
+}
+
 // HasAnyRole reports whether the TPP holds at least one of roles.
 func (t *TPP) HasAnyRole(roles []qcstatements.Role) bool {
 	for _, want := range roles {

@@ -2,12 +2,15 @@ package psd2
 
 import (
 	"bytes"
+	"crypto/sha512"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +38,7 @@ const (
 	headerSignature      = "Signature"
 	headerDigest         = "Digest"
 	headerSignatureCert  = "TPP-Signature-Certificate"
+	keySignatureCert     = "Tpp-Signature-Certificate"
 	headerDate           = "Date"
 	pseudoRequestTarget  = "(request-target)"
 	defaultMaxBody       = 1 << 20
@@ -267,17 +271,27 @@ func lowerAll(in []string) []string {
 	return out
 }
 
-// bodyPool holds buffers for request bodies and signing strings.
-var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// bodyBuffer holds a request body read for the digest and the reader that
+// hands it on, pooled together so that a request allocates neither.
+type bodyBuffer struct {
+	buf    bytes.Buffer
+	reader bytes.Reader
+	limit  io.LimitedReader
+}
+
+func (b *bodyBuffer) Read(p []byte) (int, error) { return b.reader.Read(p) }
+func (b *bodyBuffer) Close() error               { return nil }
+
+var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
 
 // ServeHTTP verifies the signature and passes the request on with its body.
 func (h *QSEAL) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	body := bodyPool.Get().(*bytes.Buffer)
-	body.Reset()
+	body := bodyPool.Get().(*bodyBuffer)
+	body.buf.Reset()
 	defer func() {
 		// Very large buffers are not kept, so one big body does not pin
 		// memory for the life of the process.
-		if body.Cap() <= 4*defaultMaxBody {
+		if body.buf.Cap() <= 4*defaultMaxBody {
 			bodyPool.Put(body)
 		}
 	}()
@@ -290,20 +304,20 @@ func (h *QSEAL) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	return next.ServeHTTP(w, r)
 }
 
-func (h *QSEAL) check(r *http.Request, body *bytes.Buffer) (*TPP, *rejection) {
+func (h *QSEAL) check(r *http.Request, body *bodyBuffer) (*TPP, *rejection) {
 	tpp, _ := caddyhttp.GetVar(r.Context(), tppVar).(*TPP)
 	if tpp == nil {
 		h.logger.Error("psd2_qseal ran without a verified QWAC; add psd2_qwac to this route")
 		return nil, reject(CertificateMissing, "no verified QWAC for this request")
 	}
-	requestID, rej := parseRequestID(r.Header.Get(headerRequestID))
+	requestID, rej := parseRequestID(header(r, "X-Request-Id"))
 	if rej != nil {
 		return tpp, rej
 	}
-	sigValue := r.Header.Get(headerSignature)
+	sigValue := header(r, headerSignature)
 	if sigValue == "" {
 		switch {
-		case r.Header.Get(headerDigest) != "" || r.Header.Get(headerSignatureCert) != "":
+		case header(r, headerDigest) != "" || header(r, keySignatureCert) != "":
 			return tpp, rejectPath(SignatureMissing, headerSignature, "Digest or TPP-Signature-Certificate sent without a Signature header")
 		case h.requireSignature:
 			return tpp, rejectPath(SignatureMissing, headerSignature, "Signature header is missing")
@@ -321,7 +335,7 @@ func (h *QSEAL) check(r *http.Request, body *bytes.Buffer) (*TPP, *rejection) {
 	if err != nil || !h.algorithmAllowed(alg) {
 		return tpp, rejectPath(SignatureInvalid, headerSignature, fmt.Sprintf("unsupported signature algorithm %q", sig.Algorithm))
 	}
-	if err := h.profile.CheckHeaders(sig.Headers, func(name string) bool { return r.Header.Get(name) != "" }); err != nil {
+	if err := h.profile.CheckHeaders(sig.Headers, func(name string) bool { return len(r.Header[canonicalKey(name)]) > 0 }); err != nil {
 		return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
 	}
 
@@ -360,7 +374,14 @@ func (h *QSEAL) check(r *http.Request, body *bytes.Buffer) (*TPP, *rejection) {
 	if err != nil {
 		return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
 	}
-	if err := httpsig.Verify(qseal.cert.PublicKey, alg, h.profile.Message(signing), sig.Signature); err != nil {
+	msg := signing
+	if h.profile.SignBase64 {
+		msgBuf := derPool.Get().(*[]byte)
+		defer derPool.Put(msgBuf)
+		msg = base64.StdEncoding.AppendEncode((*msgBuf)[:0], signing)
+		*msgBuf = msg[:0]
+	}
+	if err := httpsig.Verify(qseal.cert.PublicKey, alg, msg, sig.Signature); err != nil {
 		return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
 	}
 	return tpp, h.remember(tpp, requestID)
@@ -394,7 +415,7 @@ func (h *QSEAL) algorithmAllowed(alg httpsig.Algorithm) bool {
 }
 
 func (h *QSEAL) checkDate(r *http.Request) *rejection {
-	v := r.Header.Get(headerDate)
+	v := header(r, headerDate)
 	if v == "" {
 		return nil
 	}
@@ -415,7 +436,7 @@ func (h *QSEAL) checkDate(r *http.Request) *rejection {
 
 // signatureCertificate decodes and verifies TPP-Signature-Certificate.
 func (h *QSEAL) signatureCertificate(r *http.Request) (*verifiedCert, *rejection) {
-	value := r.Header.Get(headerSignatureCert)
+	value := header(r, keySignatureCert)
 	if value == "" {
 		return nil, rejectPath(CertificateMissing, headerSignatureCert, "TPP-Signature-Certificate header is missing")
 	}
@@ -452,8 +473,8 @@ func (h *QSEAL) signatureCertificate(r *http.Request) (*verifiedCert, *rejection
 
 // checkDigest reads the body (bounded), checks the Digest header against it
 // and puts the body back for the next handler.
-func (h *QSEAL) checkDigest(r *http.Request, body *bytes.Buffer) *rejection {
-	value := r.Header.Get(headerDigest)
+func (h *QSEAL) checkDigest(r *http.Request, body *bodyBuffer) *rejection {
+	value := header(r, headerDigest)
 	if value == "" {
 		return rejectPath(SignatureInvalid, headerDigest, "Digest header is missing")
 	}
@@ -465,7 +486,9 @@ func (h *QSEAL) checkDigest(r *http.Request, body *bytes.Buffer) *rejection {
 		return tooLarge(h.MaxBodySize)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		n, err := body.ReadFrom(io.LimitReader(r.Body, h.MaxBodySize+1))
+		body.limit = io.LimitedReader{R: r.Body, N: h.MaxBodySize + 1}
+		n, err := body.buf.ReadFrom(&body.limit)
+		body.limit.R = nil
 		if err != nil {
 			return rejectPath(FormatError, "body", "request body could not be read")
 		}
@@ -473,15 +496,16 @@ func (h *QSEAL) checkDigest(r *http.Request, body *bytes.Buffer) *rejection {
 			return tooLarge(h.MaxBodySize)
 		}
 		_ = r.Body.Close()
-		r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))
+		body.reader.Reset(body.buf.Bytes())
+		r.Body = body
 		r.ContentLength = n
 	}
-	if h.digestMatches(digests, body.Bytes()) {
+	if h.digestMatches(digests, body.buf.Bytes()) {
 		return nil
 	}
 	if h.profile.CompactJSON {
 		var compact bytes.Buffer
-		if json.Compact(&compact, body.Bytes()) == nil && h.digestMatches(digests, compact.Bytes()) {
+		if json.Compact(&compact, body.buf.Bytes()) == nil && h.digestMatches(digests, compact.Bytes()) {
 			return nil
 		}
 	}
@@ -489,8 +513,9 @@ func (h *QSEAL) checkDigest(r *http.Request, body *bytes.Buffer) *rejection {
 }
 
 func (h *QSEAL) digestMatches(digests []httpsig.DigestValue, body []byte) bool {
+	var sum [sha512.Size]byte
 	for _, d := range digests {
-		if d.Supported && d.Matches(httpsig.Sum(d.Alg, body), h.profile.DigestEncoding) {
+		if d.Supported && d.Matches(httpsig.AppendSum(sum[:0], d.Alg, body), h.profile.DigestEncoding) {
 			return true
 		}
 	}
@@ -515,7 +540,7 @@ func headerValue(r *http.Request, name string) (string, bool) {
 	case "host":
 		return r.Host, r.Host != ""
 	}
-	values := r.Header.Values(name)
+	values := r.Header[canonicalKey(name)]
 	switch len(values) {
 	case 0:
 		return "", false
@@ -523,6 +548,27 @@ func headerValue(r *http.Request, name string) (string, bool) {
 		return values[0], true
 	}
 	return strings.Join(values, ", "), true
+}
+
+// canonicalKey maps the lower-case names of signed headers to header keys;
+// the usual ones come from a table, so that no request pays for
+// canonicalising them.
+func canonicalKey(name string) string {
+	switch name {
+	case "digest":
+		return "Digest"
+	case "x-request-id":
+		return "X-Request-Id"
+	case "date":
+		return "Date"
+	case "psu-id":
+		return "Psu-Id"
+	case "psu-corporate-id":
+		return "Psu-Corporate-Id"
+	case "tpp-redirect-uri":
+		return "Tpp-Redirect-Uri"
+	}
+	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:

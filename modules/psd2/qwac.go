@@ -22,11 +22,20 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("psd2_qwac", parseQWAC)
 }
 
-// Header names of the transport identity.
+// Header names of the transport identity, as they appear in error paths.
 const (
 	headerClientCertificate = "X-Client-Certificate"
 	headerRequestID         = "X-Request-ID"
 )
+
+// header returns the first value of a header by its canonical key, which
+// skips the canonicalisation (and its allocation) of Header.Get.
+func header(r *http.Request, canonicalKey string) string {
+	if v := r.Header[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // tppVar is the request variable under which psd2_qwac hands the verified
 // TPP to psd2_qseal.
@@ -80,9 +89,10 @@ type QWAC struct {
 	// Default: 1024.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	roles    []qcstatements.Role
-	verifier *certVerifier
-	logger   *zap.Logger
+	roles     []qcstatements.Role
+	stripKeys []string
+	verifier  *certVerifier
+	logger    *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -110,6 +120,9 @@ func (h *QWAC) Provision(ctx caddy.Context) error {
 	if h.StripHeaders == nil {
 		h.StripHeaders = defaultStripHeaders
 	}
+	for _, name := range h.StripHeaders {
+		h.stripKeys = append(h.stripKeys, http.CanonicalHeaderKey(name))
+	}
 	if h.CacheSize == 0 {
 		h.CacheSize = 1024
 	}
@@ -136,16 +149,13 @@ func (h *QWAC) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		rej.write(w)
 		return nil
 	}
-	for _, name := range h.StripHeaders {
-		r.Header.Del(name)
+	for _, key := range h.stripKeys {
+		delete(r.Header, key)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("psd2.tpp.org_id", tpp.OrgID)
-		repl.Set("psd2.tpp.name", tpp.Name)
-		repl.Set("psd2.tpp.roles", tpp.RolesCSV)
-		repl.Set("psd2.tpp.nca_id", tpp.NCAID)
-		repl.Set("psd2.tpp.nca_name", tpp.NCAName)
-		repl.Set("psd2.tpp.cert_sha256", tpp.CertSHA256)
+		// One lazy provider rather than six Set calls: placeholders cost
+		// nothing unless a later handler uses them.
+		repl.Map(tpp.placeholder)
 	}
 	caddyhttp.SetVar(r.Context(), tppVar, tpp)
 	return next.ServeHTTP(w, r)
@@ -156,7 +166,7 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 		return nil, reject(CertificateMissing, "no TLS client certificate: the QWAC must be presented in the TLS handshake")
 	}
 	peer := r.TLS.PeerCertificates[0]
-	value := r.Header.Get(headerClientCertificate)
+	value := header(r, headerClientCertificate)
 	if value == "" {
 		return nil, rejectPath(CertificateMissing, headerClientCertificate, "X-Client-Certificate header is missing")
 	}
@@ -211,7 +221,7 @@ func logRejection(logger *zap.Logger, r *http.Request, rej *rejection, tpp *TPP)
 		zap.Int("status", rej.Status),
 		zap.String("text", rej.Text),
 		zap.String("org_id", orgID),
-		zap.String("request_id", r.Header.Get(headerRequestID)),
+		zap.String("request_id", header(r, "X-Request-Id")),
 		zap.String("remote_ip", r.RemoteAddr),
 		zap.String("method", r.Method),
 		zap.String("uri", r.RequestURI),

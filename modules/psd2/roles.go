@@ -29,12 +29,23 @@ var defaultRoleRoutes = []roleRoute{
 // matching whole path segments, or "" when the path is not in the map.
 func requiredRoleForPath(p string) qcstatements.Role {
 	// Clean so that "/v1//payments" or "/x/../v1/payments" cannot dodge
-	// the map.
-	p = path.Clean("/" + p)
+	// the map; most paths are clean already and need no copy.
+	if !isClean(p) {
+		p = path.Clean("/" + p)
+	}
 	for _, r := range defaultRoleRoutes {
 		if p == r.prefix || strings.HasPrefix(p, r.prefix) && p[len(r.prefix)] == '/' {
 			return r.role
 		}
 	}
 	return ""
+}
+
+// isClean reports whether path.Clean would leave p unchanged.
+func isClean(p string) bool {
+	if p == "" || p[0] != '/' || len(p) > 1 && p[len(p)-1] == '/' {
+		return false
+	}
+	return !strings.Contains(p, "//") && !strings.Contains(p, "/./") && !strings.Contains(p, "/../") &&
+		!strings.HasSuffix(p, "/.") && !strings.HasSuffix(p, "/..")
 }

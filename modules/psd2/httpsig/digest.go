@@ -78,7 +78,9 @@ func ParseDigest(v string) ([]DigestValue, error) {
 	}
 	var out []DigestValue
 	supported := false
-	for part := range strings.SplitSeq(v, ",") {
+	for rest := v; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
@@ -146,7 +148,16 @@ func FormatDigest(alg DigestAlgorithm, sum []byte, enc DigestEncoding) string {
 
 // Sum hashes body with alg.
 func Sum(alg DigestAlgorithm, body []byte) []byte {
-	h := alg.New()
-	h.Write(body)
-	return h.Sum(nil)
+	return AppendSum(nil, alg, body)
+}
+
+// AppendSum appends the hash of body to dst, without allocating when dst
+// has room.
+func AppendSum(dst []byte, alg DigestAlgorithm, body []byte) []byte {
+	if alg.Hash == crypto.SHA512 {
+		sum := sha512.Sum512(body)
+		return append(dst, sum[:]...)
+	}
+	sum := sha256.Sum256(body)
+	return append(dst, sum[:]...)
 }

@@ -167,13 +167,19 @@ func Verify(pub crypto.PublicKey, alg Algorithm, msg []byte, sigB64 string) erro
 	if err := checkHash(alg); err != nil {
 		return err
 	}
-	sig, err := base64.StdEncoding.DecodeString(sigB64)
+	// RSA-4096 signatures are 512 bytes; larger keys fall back to the heap.
+	var sigBuf [512]byte
+	sig := sigBuf[:0]
+	if n := base64.StdEncoding.DecodedLen(len(sigB64)); n > len(sigBuf) {
+		sig = make([]byte, 0, n)
+	}
+	sig, err := base64.StdEncoding.AppendDecode(sig, []byte(sigB64))
 	if err != nil {
 		return fmt.Errorf("%w: signature is not base64", ErrVerification)
 	}
-	h := alg.Hash.New()
-	h.Write(msg)
-	if err := rsa.VerifyPKCS1v15(rsaKey, alg.Hash, h.Sum(nil), sig); err != nil {
+	var sum [64]byte
+	digest := AppendSum(sum[:0], DigestAlgorithm{Hash: alg.Hash}, msg)
+	if err := rsa.VerifyPKCS1v15(rsaKey, alg.Hash, digest, sig); err != nil {
 		return ErrVerification
 	}
 	return nil
