@@ -8,6 +8,8 @@ import (
 	_ "embed"
 
 	_ "github.com/bankedge/bankedge/modules/ca"
+	_ "github.com/bankedge/bankedge/modules/pesit"
+	_ "github.com/bankedge/bankedge/modules/pesit/pesitcmd"
 	_ "github.com/bankedge/bankedge/modules/psd2"
 	_ "github.com/bankedge/bankedge/modules/psd2/tppcmd"
 )

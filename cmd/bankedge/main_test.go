@@ -94,8 +94,10 @@ func waitListening(t *testing.T, port string) {
 func TestSandbox(t *testing.T) {
 	dir := t.TempDir()
 	xs2a, aspsp, admin, api := freePort(t), freePort(t), freePort(t), freePort(t)
+	pesitPort, pesitsPort, upstreamPort := freePort(t), freePort(t), freePort(t)
 	env := []string{
 		"BANKEDGE_XS2A_PORT=" + xs2a, "BANKEDGE_ASPSP_PORT=" + aspsp, "BANKEDGE_ADMIN_PORT=" + admin, "BANKEDGE_API_PORT=" + api,
+		"BANKEDGE_PESIT_PORT=" + pesitPort, "BANKEDGE_PESITS_PORT=" + pesitsPort, "BANKEDGE_PESIT_UPSTREAM_PORT=" + upstreamPort,
 		"XDG_DATA_HOME=" + filepath.Join(dir, "xdg"), "XDG_CONFIG_HOME=" + filepath.Join(dir, "xdg"),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -176,6 +178,33 @@ func TestSandbox(t *testing.T) {
 	audit, _ := os.ReadFile(filepath.Join(dir, "sandbox", "audit.log"))
 	if !bytes.Contains(audit, []byte(`"msg":"ca.psd2.generate"`)) || !bytes.Contains(audit, []byte(`"user":"admin"`)) {
 		t.Errorf("audit log lacks the PSD2 issuance:\n%s", audit)
+	}
+
+	// PeSIT: the DEMO partner pushes a file over TCP and fetches it back
+	// over mTLS, through the gateway to the sandbox PeSIT server.
+	payload := bytes.Repeat([]byte("PAYMENT;EUR;12.00;GR1601101250000000012300695\n"), 20000)
+	if err := os.WriteFile(filepath.Join(dir, "pay.csv"), payload, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	send := runBankedge(t, ctx, dir, nil, "pesit", "send", "pay.csv", "--to", "127.0.0.1:"+pesitPort, "--partner", "DEMO",
+		"--password-file", "sandbox/pesit/demo-password", "--server-id", "BANKEDGE", "--file-name", "PAY.CSV")
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("pesit send: %v\n%s", err, out)
+	}
+	stored, err := os.ReadFile(filepath.Join(dir, "sandbox", "pesit-files", "PAY.CSV"))
+	if err != nil || !bytes.Equal(stored, payload) {
+		t.Fatalf("the sandbox PeSIT server holds %d bytes (%v), want %d", len(stored), err, len(payload))
+	}
+	fetched, err := runBankedge(t, ctx, dir, nil, "pesit", "fetch", "PAY.CSV", "--to", "localhost:"+pesitsPort, "--partner", "DEMO",
+		"--password-file", "sandbox/pesit/demo-password", "--server-id", "BANKEDGE",
+		"--tls", "--cert", "sandbox/pesit/demo.pem", "--key", "sandbox/pesit/demo-key.pem", "--ca", "sandbox/pesit/ca.pem").Output()
+	if err != nil || !bytes.Equal(fetched, payload) {
+		t.Fatalf("pesit fetch over mTLS returned %d bytes: %v", len(fetched), err)
+	}
+	wrong := runBankedge(t, ctx, dir, nil, "pesit", "send", "pay.csv", "--to", "127.0.0.1:"+pesitPort, "--partner", "DEMO",
+		"--password", "nope1234", "--server-id", "BANKEDGE")
+	if out, err := wrong.CombinedOutput(); err == nil || !strings.Contains(string(out), "3-304") {
+		t.Fatalf("a wrong PeSIT password: %v\n%s", err, out)
 	}
 
 	// A QWAC from another sandbox root is refused with a Berlin Group error.

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -26,6 +27,7 @@ import (
 	"github.com/bankedge/bankedge"
 	"github.com/bankedge/bankedge/modules/ca"
 	"github.com/bankedge/bankedge/modules/ca/authority"
+	"github.com/bankedge/bankedge/modules/ca/keystore"
 	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 	"github.com/bankedge/bankedge/modules/psd2/tppcert"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
@@ -90,6 +92,9 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 	if err := sandboxTPP(tppDir, log); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("making the sandbox TPP certificates: %w", err)
 	}
+	if err := sandboxPartner(filepath.Join(dir, "pesit"), log); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("making the sandbox partner certificate: %w", err)
+	}
 	xs2a := "localhost:" + envOr("BANKEDGE_XS2A_PORT", "8443")
 	waitForCertificate(xs2a, filepath.Join(tppDir, "qtsp-root.pem"))
 	log.Info("sandbox gateway running",
@@ -100,56 +105,90 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 	select {}
 }
 
-// loadSecrets reads dir/secrets.env into the environment, making it with
-// fresh random secrets on first start. A variable already in the
+// sandboxSecret is a variable of secrets.env and how to make it.
+type sandboxSecret struct {
+	name string
+	make func(dir string) (string, error)
+}
+
+var sandboxSecrets = []sandboxSecret{
+	{"BANKEDGE_CA_PASSWORD", func(string) (string, error) { return randomHex(24) }},
+	{"BANKEDGE_ADMIN_PASSWORD_HASH", func(dir string) (string, error) {
+		pw, err := randomHex(12)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "admin-password"), []byte(pw+"\n"), 0o600); err != nil {
+			return "", err
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+		return string(hash), err
+	}},
+	// PeSIT passwords travel in PI 5, which carries 8 characters.
+	{"BANKEDGE_DEMO_PARTNER_PASSWORD", func(dir string) (string, error) {
+		pw, err := randomAlnum(8)
+		if err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(filepath.Join(dir, "pesit"), 0o700); err != nil {
+			return "", err
+		}
+		return pw, os.WriteFile(filepath.Join(dir, "pesit", "demo-password"), []byte(pw+"\n"), 0o600)
+	}},
+	{"BANKEDGE_UPSTREAM_PESIT_PASSWORD", func(string) (string, error) { return randomAlnum(8) }},
+}
+
+// loadSecrets reads dir/secrets.env into the environment, adding fresh
+// random secrets for the variables it lacks. A variable already in the
 // environment wins.
 func loadSecrets(dir string, log *zap.Logger) error {
 	path := filepath.Join(dir, "secrets.env")
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		caPass, err := randomHex(24)
-		if err != nil {
-			return err
+	values := map[string]string{}
+	if data, err := os.ReadFile(path); err == nil {
+		sc := bufio.NewScanner(strings.NewReader(string(data)))
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				return fmt.Errorf("%s: line %q is not NAME=value", path, line)
+			}
+			values[k] = v
 		}
-		adminPass, err := randomHex(12)
-		if err != nil {
-			return err
-		}
-		hash, err := bcrypt.GenerateFromPassword([]byte(adminPass), bcrypt.DefaultCost)
-		if err != nil {
-			return err
-		}
-		env := "# bankedge sandbox secrets, made on first start. Keep this file: the CA key\n" +
-			"# is encrypted with BANKEDGE_CA_PASSWORD.\n" +
-			"BANKEDGE_CA_PASSWORD=" + caPass + "\n" +
-			"BANKEDGE_ADMIN_PASSWORD_HASH=" + string(hash) + "\n"
-		if err := os.WriteFile(path, []byte(env), 0o600); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "admin-password"), []byte(adminPass+"\n"), 0o600); err != nil {
-			return err
-		}
-		log.Info("made sandbox secrets", zap.String("file", path), zap.String("admin_password_file", filepath.Join(dir, "admin-password")))
-	}
-	f, err := os.Open(path)
-	if err != nil {
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+	var added []string
+	for _, sec := range sandboxSecrets {
+		if _, ok := values[sec.name]; ok {
 			continue
 		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return fmt.Errorf("%s: line %q is not NAME=value", path, line)
+		v, err := sec.make(dir)
+		if err != nil {
+			return fmt.Errorf("making %s: %w", sec.name, err)
 		}
+		values[sec.name] = v
+		added = append(added, sec.name)
+	}
+	if len(added) > 0 {
+		var b strings.Builder
+		b.WriteString("# bankedge sandbox secrets, made on first start. Keep this file: the CA key\n# is encrypted with BANKEDGE_CA_PASSWORD.\n")
+		for _, sec := range sandboxSecrets {
+			b.WriteString(sec.name + "=" + values[sec.name] + "\n")
+		}
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			return err
+		}
+		log.Info("made sandbox secrets", zap.String("file", path), zap.Strings("variables", added))
+	}
+	for k, v := range values {
 		if _, set := os.LookupEnv(k); !set {
 			os.Setenv(k, v)
 		}
 	}
-	return sc.Err()
+	return nil
 }
 
 // sandboxTPP issues a QWAC and a QSEAL from the running CA into dir, once.
@@ -157,11 +196,7 @@ func sandboxTPP(dir string, log *zap.Logger) error {
 	if _, err := os.Stat(filepath.Join(dir, "qseal.pem")); err == nil {
 		return nil
 	}
-	v, err := caddy.ActiveContext().App("bankedge")
-	if err != nil {
-		return err
-	}
-	auth, err := v.(*ca.App).Authority()
+	auth, err := sandboxAuthority()
 	if err != nil {
 		return err
 	}
@@ -209,6 +244,53 @@ func sandboxTPP(dir string, log *zap.Logger) error {
 	return nil
 }
 
+// sandboxPartner issues the DEMO partner's TLS client certificate once, for
+// PeSIT over TLS with mTLS.
+func sandboxPartner(dir string, log *zap.Logger) error {
+	if _, err := os.Stat(filepath.Join(dir, "demo.pem")); err == nil {
+		return nil
+	}
+	auth, err := sandboxAuthority()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tmpl := &x509.Certificate{}
+	tmpl.Subject.CommonName = "DEMO"
+	tmpl.Subject.Organization = []string{"bankedge sandbox partner"}
+	key, cert, err := auth.Generate(ctx, authority.ECDSAP256, authority.Request{
+		Template: tmpl, Purpose: authority.PurposeClient, Validity: 365 * 24 * time.Hour, PartnerID: "DEMO", IssuedBy: "bankedge sandbox",
+	})
+	if err != nil {
+		return err
+	}
+	keyPEM, err := keystore.EncodePrivateKeyPEM(key, "")
+	if err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+	for name, data := range map[string][]byte{"demo.pem": certPEM, "demo-key.pem": keyPEM, "ca.pem": auth.CertificatePEM()} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	log.Info("issued the DEMO partner's TLS client certificate", zap.String("dir", dir))
+	return nil
+}
+
+// sandboxAuthority returns the running bankedge CA.
+func sandboxAuthority() (*authority.Authority, error) {
+	v, err := caddy.ActiveContext().App("bankedge")
+	if err != nil {
+		return nil, err
+	}
+	return v.(*ca.App).Authority()
+}
+
 // waitForCertificate waits, for up to 15 seconds, until the listener serves
 // a certificate from the sandbox CA: Caddy obtains it in the background.
 func waitForCertificate(addr, caFile string) {
@@ -231,6 +313,19 @@ func waitForCertificate(addr, caFile string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// randomAlnum returns n random letters and digits.
+func randomAlnum(n int) (string, error) {
+	const chars = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	for i := range b {
+		b[i] = chars[int(b[i])%len(chars)]
+	}
+	return string(b), nil
 }
 
 func randomHex(n int) (string, error) {

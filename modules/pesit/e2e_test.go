@@ -1,0 +1,591 @@
+package pesit_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/bankedge/bankedge/internal/testcaddy"
+	"github.com/bankedge/bankedge/modules/ca/authority"
+	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/modules/pesit/fpdu"
+	"github.com/bankedge/bankedge/modules/pesit/peer"
+
+	_ "github.com/bankedge/bankedge/modules/ca"
+	_ "github.com/bankedge/bankedge/modules/pesit"
+	_ "github.com/mholt/caddy-l4/layer4"
+	_ "github.com/mholt/caddy-l4/modules/l4proxy"
+	_ "github.com/mholt/caddy-l4/modules/l4subroute"
+	_ "github.com/mholt/caddy-l4/modules/l4tls"
+)
+
+const (
+	caPassphrase = "pesit-test-ca"
+	gatewayID    = "GWSRV"
+	goodPassword = "Good-Pass1234!"
+)
+
+// env is the gateway under test: a plain and a TLS listener with the pesit
+// handler in front of a pesit_server, and a listener whose upstream is down.
+type env struct {
+	dir, files, auditLog             string
+	plain, tls, down, upstream       string
+	ca                               *x509.Certificate
+	tlsPartner, certBound, otherCert tls.Certificate
+}
+
+func partnerInput(id, password string, mod func(in *registry.Input)) registry.Input {
+	in := registry.Input{PartnerID: &id, Password: &password}
+	ips := []string{"127.0.0.1/32", "::1/128"}
+	in.AllowedIPs = &ips
+	if mod != nil {
+		mod(&in)
+	}
+	return in
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func newEnv(t *testing.T) *env {
+	e := &env{dir: t.TempDir()}
+	e.files = filepath.Join(e.dir, "files")
+	e.auditLog = filepath.Join(e.dir, "audit.log")
+	storageDir := filepath.Join(e.dir, "storage")
+	storage := &certmagic.FileStorage{Path: storageDir}
+	ctx := context.Background()
+
+	// Partners and the CA go straight into the storage the gateway will use.
+	reg := &registry.Registry{Storage: storage}
+	old := &registry.Registry{Storage: storage, Now: func() time.Time { return time.Now().Add(-100 * 24 * time.Hour) }}
+	for _, in := range []registry.Input{
+		partnerInput("GOOD", goodPassword, nil),
+		partnerInput("LEGACY", "test123", func(in *registry.Input) { in.PesitLegacyPassword = ptr(true) }),
+		partnerInput("DISABLED", "Disabled-Pass1!", func(in *registry.Input) { in.Enabled = ptr(false) }),
+		partnerInput("WRONGIP", goodPassword, func(in *registry.Input) { in.AllowedIPs = &[]string{"10.9.9.0/24"} }),
+		partnerInput("READER", goodPassword, func(in *registry.Input) { in.AccessType = ptr("read"); in.AllowedFiles = &[]string{"REPORT*"} }),
+		partnerInput("LIMITED", goodPassword, func(in *registry.Input) { in.MaxConnections = ptr(1) }),
+		partnerInput("CERTBOUND", goodPassword, func(in *registry.Input) { in.CertificateBinding = ptr("CN=certbound-partner") }),
+		partnerInput("TLSPARTNER", goodPassword, nil),
+	} {
+		if _, err := reg.Create(ctx, in); err != nil {
+			t.Fatalf("creating partner: %v", err)
+		}
+	}
+	if _, err := old.Create(ctx, partnerInput("EXPIRED", goodPassword, nil)); err != nil {
+		t.Fatal(err)
+	}
+	auth, _, err := authority.Open(ctx, authority.Config{Storage: storage, Passphrase: []byte(caPassphrase)}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ca = auth.Certificate()
+	issue := func(cn string) tls.Certificate {
+		tmpl := &x509.Certificate{}
+		tmpl.Subject.CommonName = cn
+		key, cert, err := auth.Generate(ctx, authority.ECDSAP256, authority.Request{Template: tmpl, Purpose: authority.PurposeClient, Validity: 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	}
+	e.tlsPartner, e.certBound, e.otherCert = issue("tls-partner"), issue("certbound-partner"), issue("someone-else")
+
+	port := func() string { return fmt.Sprint(testcaddy.FreePort(t)) }
+	e.plain, e.tls, e.down, e.upstream = "127.0.0.1:"+port(), "127.0.0.1:"+port(), "127.0.0.1:"+port(), "127.0.0.1:"+port()
+	closed := "127.0.0.1:" + port()
+	https := port()
+	gateway := fmt.Sprintf(`pesit {
+					server_id %s
+					upstream_credentials INTSRV GATEWAY gwpass12
+					connect_timeout 2s
+					idle_timeout 3s
+				}
+				proxy %s`, gatewayID, e.upstream)
+	caddyfile := testcaddy.Globals(storageDir, fmt.Sprintf(`
+	log pesitaudit {
+		output file %s
+		include bankedge.audit.pesit
+		format json
+	}
+	bankedge {
+		ca {
+			key_passphrase %s
+		}
+	}
+	layer4 {
+		%s {
+			@pesit pesit
+			route @pesit {
+				%s
+			}
+		}
+		%s {
+			route {
+				tls {
+					connection_policy {
+						default_sni localhost
+						client_auth {
+							mode require_and_verify
+							trust_pool bankedge
+							verifier bankedge
+						}
+					}
+				}
+				subroute {
+					@pesit pesit
+					route @pesit {
+						%s
+					}
+				}
+			}
+		}
+		%s {
+			@pesit pesit
+			route @pesit {
+				pesit {
+					server_id %s
+				}
+				proxy %s
+			}
+		}
+		%s {
+			route {
+				pesit_server {
+					root %s
+					server_id INTSRV
+					requester GATEWAY gwpass12
+				}
+			}
+		}
+	}`, e.auditLog, caPassphrase, e.plain, gateway, e.tls, gateway, e.down, gatewayID, closed, e.upstream, e.files)) + fmt.Sprintf(`
+https://localhost:%s {
+	tls {
+		issuer bankedge
+	}
+	respond "ok"
+}
+`, https)
+	testcaddy.Load(t, caddyfile)
+	e.waitTLS(t)
+	return e
+}
+
+// waitTLS waits for the layer4 TLS listener to have its certificate, which
+// Caddy obtains from the bankedge issuer in the background.
+func (e *env) waitTLS(t *testing.T) {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, err := tls.Dial("tcp", e.tls, e.tlsConfig(e.tlsPartner))
+		if err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatal("the TLS listener never presented a certificate from the bankedge CA")
+}
+
+func (e *env) tlsConfig(cert tls.Certificate) *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(e.ca)
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	if cert.Certificate != nil {
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
+}
+
+// client opens a requester session; over TLS when cert is given (or
+// useTLS).
+func (e *env) client(t *testing.T, addr string, opts peer.ConnectOptions, cert *tls.Certificate) (*peer.Client, error) {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	if cert != nil {
+		conn, err = tls.Dial("tcp", addr, e.tlsConfig(*cert))
+	} else {
+		conn, err = net.Dial("tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if opts.ServerID == "" {
+		opts.ServerID = gatewayID
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	c, err := peer.NewClient(conn, opts)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, nil
+}
+
+func randomFile(t *testing.T, dir string, size int) (string, [32]byte) {
+	t.Helper()
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	p := filepath.Join(dir, fmt.Sprintf("src-%d", size))
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, sha256.Sum256(data)
+}
+
+func fileSum(t *testing.T, p string) [32]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	_, _ = io.Copy(h, f)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+// refusal asserts that err is a PeSIT refusal with the given FPDU type and
+// reason.
+func refusal(t *testing.T, err error, typ fpdu.Type, reason uint16) {
+	t.Helper()
+	var re *peer.RefusedError
+	if !errors.As(err, &re) {
+		t.Fatalf("want %v %d refusal, got %v", typ, reason, err)
+	}
+	if re.FPDU != typ || re.Diag.Reason != reason {
+		t.Fatalf("want %v with reason %d, got %v", typ, reason, re)
+	}
+}
+
+func TestGateway(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	src := t.TempDir()
+
+	transfer := func(t *testing.T, size int, addr string, cert *tls.Certificate, partner string, framing fpdu.Framing) {
+		path, sum := randomFile(t, src, size)
+		name := fmt.Sprintf("%s-%d.BIN", partner, size)
+		c, err := e.client(t, addr, peer.ConnectOptions{RequesterID: partner, Password: goodPassword, Framing: framing}, cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := os.Open(path)
+		defer f.Close()
+		res, err := c.Send(ctx, name, f, int64(size), peer.TransferOptions{})
+		if err != nil {
+			t.Fatalf("push: %v", err)
+		}
+		if res.Bytes != uint64(size) {
+			t.Errorf("push moved %d bytes", res.Bytes)
+		}
+		if got := fileSum(t, filepath.Join(e.files, name)); got != sum {
+			t.Fatal("the file at the server differs from the one sent")
+		}
+		var out bytes.Buffer
+		if _, err := c.Fetch(ctx, name, &out, peer.TransferOptions{}); err != nil {
+			t.Fatalf("pull: %v", err)
+		}
+		if sha256.Sum256(out.Bytes()) != sum {
+			t.Fatal("the file fetched differs from the one sent")
+		}
+		if err := c.Release(); err != nil {
+			t.Fatalf("release: %v", err)
+		}
+	}
+
+	t.Run("push and pull over TCP", func(t *testing.T) {
+		for _, size := range []int{0, 1 << 20, 50 << 20} {
+			transfer(t, size, e.plain, nil, "GOOD", fpdu.FramingPrefixed)
+		}
+	})
+	t.Run("push and pull over mTLS with a partner certificate from the CA", func(t *testing.T) {
+		for _, size := range []int{1 << 20, 50 << 20} {
+			transfer(t, size, e.tls, &e.tlsPartner, "TLSPARTNER", fpdu.FramingPrefixed)
+		}
+		// TLS without the NSDU prefix (Connect:Express TCPIP_HEADER=N).
+		transfer(t, 1<<20, e.tls, &e.tlsPartner, "TLSPARTNER", fpdu.FramingRaw)
+		transfer(t, 4096, e.tls, &e.certBound, "CERTBOUND", fpdu.FramingRaw)
+	})
+	t.Run("legacy 8-character password", func(t *testing.T) {
+		c, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: "LEGACY", Password: "test123"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Release()
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		cases := []struct {
+			name   string
+			addr   string
+			opts   peer.ConnectOptions
+			cert   *tls.Certificate
+			typ    fpdu.Type
+			reason uint16
+		}{
+			{"wrong password", e.plain, peer.ConnectOptions{RequesterID: "GOOD", Password: "Wrong-Pass123!"}, nil, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"unknown partner", e.plain, peer.ConnectOptions{RequesterID: "NOBODY", Password: goodPassword}, nil, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"disabled", e.plain, peer.ConnectOptions{RequesterID: "DISABLED", Password: "Disabled-Pass1!"}, nil, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"expired password", e.plain, peer.ConnectOptions{RequesterID: "EXPIRED", Password: goodPassword}, nil, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"wrong IP", e.plain, peer.ConnectOptions{RequesterID: "WRONGIP", Password: goodPassword}, nil, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"certificate binding, no certificate", e.plain, peer.ConnectOptions{RequesterID: "CERTBOUND", Password: goodPassword}, nil, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"certificate binding mismatch", e.tls, peer.ConnectOptions{RequesterID: "CERTBOUND", Password: goodPassword}, &e.otherCert, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"wrong server id", e.plain, peer.ConnectOptions{RequesterID: "GOOD", Password: goodPassword, ServerID: "OTHER"}, nil, fpdu.TypeRConnect, fpdu.ReasonUnknownID},
+			{"write access for a reader", e.plain, peer.ConnectOptions{RequesterID: "READER", Password: goodPassword, Access: peer.AccessWrite}, nil, fpdu.TypeRConnect, fpdu.ReasonUnauthorized},
+			{"upstream down", e.down, peer.ConnectOptions{RequesterID: "GOOD", Password: goodPassword}, nil, fpdu.TypeRConnect, fpdu.ReasonNetworkIncident},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				_, err := e.client(t, c.addr, c.opts, c.cert)
+				refusal(t, err, c.typ, c.reason)
+			})
+		}
+	})
+
+	t.Run("missing client certificate under NEED", func(t *testing.T) {
+		conn, err := tls.Dial("tcp", e.tls, e.tlsConfig(tls.Certificate{}))
+		if err == nil {
+			// TLS 1.3 reports the refusal on the first read.
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "certificate") {
+			t.Fatalf("handshake without a client certificate: %v", err)
+		}
+	})
+
+	t.Run("too many connections", func(t *testing.T) {
+		first, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: "LIMITED", Password: goodPassword}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.client(t, e.plain, peer.ConnectOptions{RequesterID: "LIMITED", Password: goodPassword}, nil)
+		refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonTooManyConnections)
+		_ = first.Release()
+		first.Close()
+		// The slot comes back once the first session ended.
+		var again *peer.Client
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if again, err = e.client(t, e.plain, peer.ConnectOptions{RequesterID: "LIMITED", Password: goodPassword}, nil); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("slot not released: %v", err)
+		}
+		_ = again.Release()
+	})
+
+	t.Run("file not allowed, then the session goes on", func(t *testing.T) {
+		if err := os.WriteFile(filepath.Join(e.files, "REPORT-1.TXT"), []byte("monthly report\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.files, "SECRET.TXT"), []byte("no"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: "READER", Password: goodPassword, Access: peer.AccessRead}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		_, err = c.Fetch(ctx, "SECRET.TXT", &out, peer.TransferOptions{})
+		refusal(t, err, fpdu.TypeAckSelect, fpdu.ReasonTransferRefused)
+		if _, err := c.Fetch(ctx, "REPORT-1.TXT", &out, peer.TransferOptions{}); err != nil {
+			t.Fatalf("allowed file after a refusal: %v", err)
+		}
+		if out.String() != "monthly report\n" {
+			t.Fatalf("fetched %q", out.String())
+		}
+		if err := c.Release(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("pre-connection", func(t *testing.T) {
+		// With the 2-byte prefix, over TCP.
+		c, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: "LEGACY", Password: "test123", PreConnection: true}, nil)
+		if err != nil {
+			t.Fatalf("prefixed pre-connection: %v", err)
+		}
+		_ = c.Release()
+		// Without it, over TLS with raw framing.
+		c, err = e.client(t, e.tls, peer.ConnectOptions{RequesterID: "TLSPARTNER", Password: goodPassword, PreConnection: true,
+			PreConnectionID: "LEGACY", PreConnectionPassword: "test123", Framing: fpdu.FramingRaw}, &e.tlsPartner)
+		if err != nil {
+			t.Fatalf("raw pre-connection: %v", err)
+		}
+		_ = c.Release()
+		_, err = e.client(t, e.plain, peer.ConnectOptions{RequesterID: "LEGACY", Password: "test123", PreConnection: true, PreConnectionPassword: "wrong"}, nil)
+		var re *peer.RefusedError
+		if !errors.As(err, &re) || !re.NAK {
+			t.Fatalf("wrong pre-connection password: %v", err)
+		}
+	})
+
+	t.Run("garbage after CONNECT gets ABORT 3-311", func(t *testing.T) {
+		conn := rawConnect(t, e.plain, "GOOD", goodPassword)
+		_, _ = conn.Write([]byte{0x00, 0x07, 0xAB, 0xCD, 0xEF, 0x01, 0x02, 0x03, 0x04})
+		expectAbort(t, conn, fpdu.ReasonProtocolError)
+	})
+
+	t.Run("truncated FPDU then silence gets ABORT 3-313", func(t *testing.T) {
+		conn := rawConnect(t, e.plain, "GOOD", goodPassword)
+		// A CREATE announcing 100 bytes, of which 10 arrive.
+		_, _ = conn.Write([]byte{0x00, 0x64, 0x00, 0x64, 0xC0, 0x11, 0x05, 0x00, 0x09, 0x09})
+		expectAbort(t, conn, fpdu.ReasonIdleTimeout)
+	})
+
+	t.Run("silent client is closed", func(t *testing.T) {
+		conn, err := net.Dial("tcp", e.plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		if _, err := conn.Read(make([]byte, 64)); err == nil || isTimeout(err) {
+			t.Fatalf("a silent connection was not closed: %v", err)
+		}
+		if time.Since(start) > 8*time.Second {
+			t.Fatalf("closed only after %s", time.Since(start))
+		}
+	})
+
+	t.Run("not PeSIT is not proxied", func(t *testing.T) {
+		conn, err := net.Dial("tcp", e.plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if n, err := conn.Read(make([]byte, 64)); n != 0 || err == nil || isTimeout(err) {
+			t.Fatalf("HTTP on the PeSIT port got %d bytes, %v", n, err)
+		}
+	})
+
+	t.Run("audit trail", func(t *testing.T) {
+		data, err := os.ReadFile(e.auditLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if os.Getenv("BANKEDGE_SHOW_AUDIT") != "" {
+			t.Logf("audit log:\n%s", data)
+		}
+		for _, secret := range []string{goodPassword, "test123", "gwpass12", "Wrong-Pass123!", "Disabled-Pass1!"} {
+			if bytes.Contains(data, []byte(secret)) {
+				t.Fatalf("the audit log contains a password")
+			}
+		}
+		events := map[string][]map[string]any{}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				events[m["msg"].(string)] = append(events[m["msg"].(string)], m)
+			}
+		}
+		find := func(event string, match func(m map[string]any) bool) map[string]any {
+			for _, m := range events[event] {
+				if match(m) {
+					return m
+				}
+			}
+			t.Errorf("no %s line matching", event)
+			return nil
+		}
+		find("pesit.connect", func(m map[string]any) bool { return m["partner"] == "GOOD" && m["outcome"] == "accepted" })
+		find("pesit.connect", func(m map[string]any) bool {
+			return m["partner"] == "EXPIRED" && m["diagnostic"] == "3-304" && strings.Contains(fmt.Sprint(m["reason"]), "expired")
+		})
+		find("pesit.connect", func(m map[string]any) bool {
+			return m["partner"] == "TLSPARTNER" && strings.Contains(fmt.Sprint(m["tls_subject"]), "tls-partner")
+		})
+		find("pesit.create", func(m map[string]any) bool {
+			return m["file"] == "GOOD-1048576.BIN" && m["direction"] == "upload" && m["outcome"] == "accepted"
+		})
+		find("pesit.select", func(m map[string]any) bool { return m["file"] == "SECRET.TXT" && m["diagnostic"] == "2-226" })
+		find("pesit.trans_end", func(m map[string]any) bool {
+			return m["file"] == "GOOD-52428800.BIN" && m["bytes"] == float64(50<<20) && m["counts_match"] == true
+		})
+		find("pesit.release", func(m map[string]any) bool { return m["partner"] == "GOOD" && m["duration"] != nil })
+		find("pesit.abort", func(m map[string]any) bool { return m["diagnostic"] == "3-311" })
+	})
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// rawConnect sends a CONNECT by hand and reads the ACONNECT, for tests
+// that then misbehave.
+func rawConnect(t *testing.T, addr, partner, password string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fp, err := fpdu.Connect{SrcID: 1, RequesterID: partner, ServerID: gatewayID, Password: fpdu.Secret(password), HasPassword: true,
+		Version: fpdu.VersionE, AccessType: 2, HasAccessType: true}.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame, _ := fpdu.AppendNSDU(nil, fpdu.FramingPrefixed, fp)
+	if _, err := conn.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := fpdu.NewReader(conn, fpdu.FramingPrefixed)
+	b, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := fpdu.ParseHeader(b); h.Type != fpdu.TypeAConnect {
+		t.Fatalf("want ACONNECT, got %v", h.Type)
+	}
+	return conn
+}
+
+// expectAbort reads the gateway's ABORT with the reason, then the close.
+func expectAbort(t *testing.T, conn net.Conn, reason uint16) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	r := fpdu.NewReader(conn, fpdu.FramingPrefixed)
+	b, err := r.Next()
+	if err != nil {
+		t.Fatalf("want ABORT, got %v", err)
+	}
+	f, err := fpdu.Decode(b)
+	if err != nil || f.Type != fpdu.TypeAbort {
+		t.Fatalf("want ABORT, got %v %v", f.Type, err)
+	}
+	if d, _ := f.Diag(); d.Reason != reason {
+		t.Fatalf("ABORT with %v, want reason %d", d, reason)
+	}
+	if _, err := r.Next(); err == nil {
+		t.Fatal("the connection stayed open after ABORT")
+	}
+}

@@ -1,0 +1,469 @@
+package pesit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mholt/caddy-l4/layer4"
+	"go.uber.org/zap"
+
+	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/modules/pesit/fpdu"
+)
+
+// inBufSize holds the largest unit (a 2-byte prefix and a 65535-byte
+// NSDU) twice over, so that reads from the partner are large.
+const inBufSize = 256 << 10
+
+// session is one partner connection. It is the net.Conn that the next
+// handler (caddy-l4's proxy) reads and writes: Read yields the partner's
+// bytes for the upstream, Write takes the upstream's bytes for the partner.
+type session struct {
+	h      *Handler
+	cx     *layer4.Connection
+	client net.Conn
+	start  time.Time
+
+	remote     string
+	tlsSubject string
+	partner    registry.Partner
+	accepted   bool
+	countedAs  string // partner id counted against maxConnections
+
+	// Framing towards the partner and towards the upstream.
+	clientPrefixed, upPrefixed bool
+	clientID                   byte // X, the partner's connection id
+
+	// Partner → upstream.
+	in        []byte
+	inR, inW  int
+	out       []byte // bytes injected before the partner's: CONNECT, prefixes
+	pass      int    // partner bytes to pass through verbatim
+	nsduLeft  int    // bytes left in the partner's current NSDU (prefixed)
+	prefixBuf [2]byte
+	preAck    chan error // closed or fed when the upstream answers the gateway's pre-connection
+	connect   []byte     // the CONNECT to send once the upstream pre-connection is accepted
+
+	// Upstream → partner.
+	wmu  sync.Mutex
+	down downScanner
+
+	// Accounting, shared by both directions.
+	mu           sync.Mutex
+	serverID     byte // Y, from ACONNECT
+	answered     atomic.Bool
+	ended        bool
+	bytesIn      atomic.Int64
+	bytesOut     atomic.Int64
+	lastActivity atomic.Int64
+	xfer         *transfer
+	releaseDiag  fpdu.Diag
+	fatal        atomic.Bool
+}
+
+func newSession(h *Handler, cx *layer4.Connection) *session {
+	s := &session{
+		h:      h,
+		cx:     cx,
+		client: cx.Conn,
+		start:  time.Now(),
+		remote: remoteIP(cx.RemoteAddr()),
+		in:     make([]byte, inBufSize),
+	}
+	if st := tlsState(cx); st != nil && len(st.PeerCertificates) > 0 {
+		s.tlsSubject = st.PeerCertificates[0].Subject.String()
+	}
+	s.touch()
+	return s
+}
+
+func (s *session) touch() { s.lastActivity.Store(time.Now().UnixNano()) }
+
+// accept reads the partner's pre-connection and CONNECT and decides. It
+// returns false when the session must end (it has answered and logged).
+func (s *session) accept() bool {
+	// The router prefetched the first bytes while matching; take them
+	// first, from the connection that holds them.
+	if n := len(s.cx.MatchingBytes()); n > 0 {
+		if _, err := io.ReadFull(s.cx, s.in[:n]); err != nil {
+			return false
+		}
+		s.inW = n
+	}
+	deadline := time.Now().Add(time.Duration(s.h.ConnectTimeout))
+	_ = s.client.SetReadDeadline(deadline)
+	defer s.client.SetReadDeadline(time.Time{})
+	for {
+		d, err := s.detect()
+		if err != nil {
+			s.failAccept(err)
+			return false
+		}
+		s.clientPrefixed = d.Prefixed
+		s.upPrefixed = d.Prefixed
+		if !s.h.sameFraming {
+			s.upPrefixed = s.h.upstreamFraming == fpdu.FramingPrefixed
+		}
+		unit := s.in[s.inR : s.inR+d.Need]
+		if d.Kind == fpdu.KindPreConnection {
+			ok := s.answerPreConnection(unit, d.Prefixed)
+			s.inR += d.Need
+			if !ok {
+				return false
+			}
+			continue
+		}
+		s.inR += d.Need
+		fp := unit
+		if d.Prefixed {
+			fp = unit[2:]
+		}
+		return s.acceptConnect(fp)
+	}
+}
+
+// detect waits until the buffer starts with a whole pre-connection or
+// CONNECT.
+func (s *session) detect() (fpdu.Detection, error) {
+	for {
+		d, err := fpdu.Detect(s.in[s.inR:s.inW])
+		switch {
+		case err == nil:
+			return d, nil
+		case errors.Is(err, fpdu.ErrNeedMore):
+			if err := s.fill(d.Need); err != nil {
+				return d, err
+			}
+		default:
+			return d, err
+		}
+	}
+}
+
+// failAccept ends a session that did not get as far as a valid CONNECT.
+func (s *session) failAccept(err error) {
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.abort(fpdu.ReasonTimerExpired, "no CONNECT within connect_timeout")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		s.auditConnect("refused", fpdu.Diag{}, "connection closed before CONNECT", "")
+	default:
+		s.abort(fpdu.ReasonProtocolError, "not a PeSIT pre-connection or CONNECT: "+err.Error())
+	}
+}
+
+// answerPreConnection answers a partner's pre-connection itself: ACK0 when
+// the identifier and password are those of an enabled partner, NAK0
+// otherwise. It is never forwarded.
+func (s *session) answerPreConnection(unit []byte, prefixed bool) bool {
+	raw := unit
+	if prefixed {
+		raw = unit[2:]
+	}
+	id, password, err := fpdu.ParsePreConnection(raw)
+	ok := err == nil
+	reason := ""
+	if ok {
+		_, aerr := s.h.registry.Authenticate(context.Background(), s.authRequest(id, []string{password}))
+		if aerr != nil {
+			ok, reason = false, aerr.Error()
+		}
+	} else {
+		reason = err.Error()
+	}
+	answer := fpdu.AppendPreConnectionAnswer(nil, ok, prefixed)
+	_ = s.writeClient(answer)
+	fields := []zap.Field{zap.String("id", id), zap.String("remote_ip", s.remote), zap.String("tls_subject", s.tlsSubject)}
+	if ok {
+		s.h.audit.Info("pesit.preconnect", append(fields, zap.String("outcome", "ACK0"))...)
+	} else {
+		s.h.audit.Info("pesit.preconnect", append(fields, zap.String("outcome", "NAK0"), zap.String("reason", reason))...)
+	}
+	return ok
+}
+
+func (s *session) authRequest(id string, passwords []string) registry.AuthRequest {
+	req := registry.AuthRequest{PartnerID: id, Passwords: passwords}
+	if ip, err := netip.ParseAddr(s.remote); err == nil {
+		req.RemoteIP = ip
+	}
+	if st := tlsState(s.cx); st != nil && len(st.PeerCertificates) > 0 {
+		req.ClientCert = st.PeerCertificates[0]
+	}
+	return req
+}
+
+// pi5Candidates are the forms a PI 5 password may take: the full value
+// (some peers send passwords longer than 8 bytes whole) and the first 8
+// bytes without their blank padding.
+func pi5Candidates(pi5 []byte) []string {
+	full := string(bytes.TrimRight(pi5, " "))
+	first, _ := fpdu.PasswordFromPI5(pi5)
+	if first == full {
+		return []string{full}
+	}
+	return []string{full, first}
+}
+
+// acceptConnect authenticates a CONNECT and prepares it for the upstream.
+func (s *session) acceptConnect(fp []byte) bool {
+	c, err := fpdu.ParseConnect(fp)
+	if err != nil {
+		s.clientID = 0
+		s.refuseConnect(fpdu.ReasonBadParameter, "malformed CONNECT: "+err.Error())
+		return false
+	}
+	s.clientID = c.SrcID
+	s.partner.PartnerID = c.RequesterID
+	if c.ServerID != s.h.ServerID {
+		s.refuseConnect(fpdu.ReasonUnknownID, fmt.Sprintf("unknown server id %q", c.ServerID))
+		return false
+	}
+	if c.Version != fpdu.VersionE {
+		s.refuseConnect(fpdu.ReasonVersionUnsupported, fmt.Sprintf("PeSIT version %d", c.Version))
+		return false
+	}
+	var passwords []string
+	if c.HasPassword {
+		passwords = pi5Candidates(c.Password)
+	}
+	p, err := s.h.registry.Authenticate(context.Background(), s.authRequest(c.RequesterID, passwords))
+	if err != nil {
+		var ae *registry.AuthError
+		if errors.As(err, &ae) {
+			s.refuseConnect(fpdu.ReasonUnauthorized, string(ae.Reason)+": "+ae.Detail)
+		} else {
+			s.refuseConnect(fpdu.ReasonLocalCongestion, "partner registry unavailable: "+err.Error())
+		}
+		return false
+	}
+	s.partner = p
+	write, read := c.AccessType == 0 || c.AccessType == 2, c.AccessType == 1 || c.AccessType == 2
+	if write && !p.AllowsAccess(true) || read && !p.AllowsAccess(false) {
+		s.refuseConnect(fpdu.ReasonUnauthorized, fmt.Sprintf("access type %d not allowed for a %s partner", c.AccessType, p.AccessType))
+		return false
+	}
+	if !connections.acquire(p.PartnerID, p.MaxConnections) {
+		s.refuseConnect(fpdu.ReasonTooManyConnections, fmt.Sprintf("partner already has %d connections", p.MaxConnections))
+		return false
+	}
+	s.countedAs = p.PartnerID
+
+	out := fp
+	if uc := s.h.UpstreamCredentials; uc != nil {
+		var pw []byte
+		if uc.Password != "" {
+			pw = fpdu.PadPassword(uc.Password)
+		}
+		if out, err = fpdu.RewriteConnect(nil, fp, uc.RequesterID, uc.ServerID, pw); err != nil {
+			s.refuseConnect(fpdu.ReasonOtherConnection, "rewriting CONNECT: "+err.Error())
+			return false
+		}
+	}
+	s.connect = s.frameUp(out)
+	if pc := s.h.UpstreamPreConnection; pc != nil {
+		pre, err := fpdu.AppendPreConnection(nil, pc.ID, pc.Password, s.upPrefixed)
+		if err != nil {
+			s.refuseConnect(fpdu.ReasonOtherConnection, "gateway pre-connection: "+err.Error())
+			return false
+		}
+		s.out = pre
+		s.preAck = make(chan error, 1)
+		s.down.swallow = 4
+		if s.upPrefixed {
+			s.down.swallow = 6
+		}
+	} else {
+		s.out, s.connect = s.connect, nil
+	}
+	s.accepted = true
+	s.auditConnect("accepted", fpdu.DiagOK, "", c.ServerID)
+	s.down.init(s)
+	return true
+}
+
+// frameUp puts one FPDU in the upstream's framing.
+func (s *session) frameUp(fp []byte) []byte {
+	if !s.upPrefixed {
+		return fp
+	}
+	out := make([]byte, 0, len(fp)+2)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(fp)))
+	return append(out, fp...)
+}
+
+// frameClient puts one FPDU in the partner's framing.
+func (s *session) frameClient(fp []byte) []byte {
+	if !s.clientPrefixed {
+		return fp
+	}
+	out := make([]byte, 0, len(fp)+2)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(fp)))
+	return append(out, fp...)
+}
+
+// refuseConnect answers the CONNECT with RCONNECT and logs why.
+func (s *session) refuseConnect(reason uint16, why string) {
+	diag := fpdu.NewDiag(reason)
+	fp, err := fpdu.AppendFPDU(nil, fpdu.TypeRConnect, s.clientID, 0, diag.Param())
+	if err == nil {
+		_ = s.writeClient(s.frameClient(fp))
+	}
+	s.auditConnect("refused", diag, why, "")
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+}
+
+// abort sends ABORT with the reason to the partner and ends the session.
+func (s *session) abort(reason uint16, why string) {
+	diag := fpdu.NewDiag(reason)
+	s.mu.Lock()
+	y := s.serverID
+	s.mu.Unlock()
+	fp, err := fpdu.AppendFPDU(nil, fpdu.TypeAbort, s.clientID, y, diag.Param())
+	if err == nil {
+		_ = s.writeClient(s.frameClient(fp))
+	}
+	s.h.audit.Info("pesit.abort", append(s.sessionFields(), zap.String("by", "gateway"), zap.String("diagnostic", diag.String()),
+		zap.String("reason", why))...)
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+}
+
+// writeClient writes to the partner; writes come from both directions'
+// goroutines, so they are serialised.
+func (s *session) writeClient(b []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_ = s.client.SetWriteDeadline(time.Now().Add(time.Duration(s.h.IdleTimeout)))
+	_, err := s.client.Write(b)
+	return err
+}
+
+// fill reads from the partner until at least n bytes are buffered.
+func (s *session) fill(n int) error {
+	if n > len(s.in) {
+		return fmt.Errorf("unit of %d bytes: %w", n, fpdu.ErrTooLarge)
+	}
+	for s.inW-s.inR < n {
+		if s.inR == s.inW {
+			s.inR, s.inW = 0, 0
+		} else if len(s.in)-s.inR < n {
+			s.inW = copy(s.in, s.in[s.inR:s.inW])
+			s.inR = 0
+		}
+		if s.accepted {
+			_ = s.client.SetReadDeadline(time.Now().Add(time.Duration(s.h.IdleTimeout)))
+		}
+		m, err := s.client.Read(s.in[s.inW:])
+		s.inW += m
+		if m > 0 {
+			s.touch()
+			s.bytesIn.Add(int64(m))
+		}
+		if err != nil {
+			if s.inW-s.inR >= n {
+				return nil
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.accepted && s.recentlyActive() {
+				// The upstream is sending (a long download without sync
+				// points); the partner is quiet but the session is not idle.
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// recentlyActive reports traffic in either direction within the idle
+// timeout.
+func (s *session) recentlyActive() bool {
+	last := time.Unix(0, s.lastActivity.Load())
+	return time.Since(last) < time.Duration(s.h.IdleTimeout)
+}
+
+func (s *session) upstreamAnswered() bool { return s.answered.Load() }
+
+// finish logs the end of a session that ended without RELEASE or ABORT and
+// releases its connection slot.
+func (s *session) finish() {
+	if s.countedAs != "" {
+		connections.release(s.countedAs)
+	}
+	s.mu.Lock()
+	ended := s.ended
+	s.ended = true
+	s.mu.Unlock()
+	if s.accepted && !ended {
+		s.h.audit.Info("pesit.close", append(s.sessionFields(), zap.String("outcome", "closed without RELEASE"))...)
+	}
+}
+
+// sessionFields are the fields every per-session audit line carries.
+func (s *session) sessionFields() []zap.Field {
+	return []zap.Field{
+		zap.String("partner", s.partner.PartnerID),
+		zap.String("remote_ip", s.remote),
+		zap.Duration("duration", time.Since(s.start)),
+		zap.Int64("bytes_in", s.bytesIn.Load()),
+		zap.Int64("bytes_out", s.bytesOut.Load()),
+	}
+}
+
+func (s *session) auditConnect(outcome string, diag fpdu.Diag, why, serverID string) {
+	fields := []zap.Field{
+		zap.String("partner", s.partner.PartnerID),
+		zap.String("remote_ip", s.remote),
+		zap.String("tls_subject", s.tlsSubject),
+		zap.String("outcome", outcome),
+		zap.String("diagnostic", diag.String()),
+	}
+	if st := tlsState(s.cx); st != nil && len(st.PeerCertificates) > 0 {
+		sum := sha256.Sum256(st.PeerCertificates[0].Raw)
+		fields = append(fields, zap.String("tls_fingerprint", hex.EncodeToString(sum[:])))
+	}
+	if why != "" {
+		fields = append(fields, zap.String("reason", why))
+	}
+	s.h.audit.Info("pesit.connect", fields...)
+}
+
+// net.Conn for the next handler. Addresses and deadlines are the
+// partner's connection's.
+
+func (s *session) Close() error                       { return s.client.Close() }
+func (s *session) LocalAddr() net.Addr                { return s.client.LocalAddr() }
+func (s *session) RemoteAddr() net.Addr               { return s.client.RemoteAddr() }
+func (s *session) SetDeadline(t time.Time) error      { return s.client.SetDeadline(t) }
+func (s *session) SetReadDeadline(t time.Time) error  { return s.client.SetReadDeadline(t) }
+func (s *session) SetWriteDeadline(t time.Time) error { return s.client.SetWriteDeadline(t) }
+
+// CloseWrite is called by the proxy when the upstream has finished. If it
+// never answered the CONNECT, the partner gets an RCONNECT rather than a
+// silent close.
+func (s *session) CloseWrite() error {
+	if !s.answered.Load() && !s.fatal.Load() {
+		s.refuseConnect(fpdu.ReasonNetworkIncident, "upstream closed without answering the CONNECT")
+	}
+	if cw, ok := s.client.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+var _ net.Conn = (*session)(nil)
