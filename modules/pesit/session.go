@@ -390,6 +390,26 @@ func (s *session) fill(n int) error {
 	return nil
 }
 
+// readDirect reads from the partner into p, with the idle rules of fill.
+func (s *session) readDirect(p []byte) (int, error) {
+	for {
+		_ = s.client.SetReadDeadline(time.Now().Add(time.Duration(s.h.IdleTimeout)))
+		n, err := s.client.Read(p)
+		if n > 0 {
+			s.touch()
+			s.bytesIn.Add(int64(n))
+			return n, nil
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && s.recentlyActive() {
+			continue
+		}
+		return 0, err
+	}
+}
+
 // recentlyActive reports traffic in either direction within the idle
 // timeout.
 func (s *session) recentlyActive() bool {

@@ -76,7 +76,7 @@ type ConnectOptions struct {
 	// wins, and restarts need sync points.
 	SyncIntervalKB uint16
 	// NoSync proposes no sync points at all (sends no PI 7): transfers
-	// then cannot be restarted, as Connect:Express does for such partners.
+	// then cannot be restarted.
 	NoSync bool
 	// SyncWindow is the proposed acknowledgement window (PI 7 byte 3);
 	// 0 selects DefaultSyncWindow.
@@ -300,8 +300,10 @@ type TransferOptions struct {
 	// *os.File); otherwise dst must already be positioned there.
 	RestartPoint uint32
 	// RestartOffset, when non-zero, is the offset the caller expects for
-	// RestartPoint (Result.LastSyncOffset); Fetch refuses to resume if the
-	// negotiated sync interval and article size place the point elsewhere.
+	// RestartPoint (Result.LastSyncOffset, the offset at which the sync
+	// point actually arrived); Fetch refuses to resume if the negotiated
+	// sync interval and article size place the point elsewhere, as a
+	// server that spaces its sync points differently would.
 	RestartOffset int64
 	// Label is PI 37, sent in CREATE (PGI 30); at most 80 characters.
 	Label string
@@ -563,13 +565,19 @@ func (c *Client) Send(ctx context.Context, name string, src io.ReadSeeker, size 
 		stt := s.stats()
 		perr = c.l.send(fpdu.TypeTransEnd, fpdu.PIUint(fpdu.PIByteCount, stt.bytes, 1), fpdu.PIUint(fpdu.PIArticleCount, stt.articles, 1))
 	}
-	if perr != nil && !errors.Is(perr, errPeerStopped) {
-		c.l.abort(fpdu.NewDiag(fpdu.ReasonIOError)) // also unblocks the read goroutine
+	var pf peerFrame
+	if perr != nil {
+		pf = s.stop(perr)
+	} else {
+		pf = s.join()
 	}
-	pf := s.join()
 	stt := s.stats()
 	res.Bytes, res.Articles, res.SyncPoints = stt.bytes, stt.articles, stt.syncs
 	res.LastSync, res.LastSyncOffset = stt.lastSync, int64(stt.lastSync)*st
+	if pf.b != nil && fpdu.MakeType(pf.b[2], pf.b[3]) == fpdu.TypeAbort {
+		_, err := c.check(pf.b, fpdu.TypeAckTransEnd) // the peer's ABORT explains the failure
+		return res, err
+	}
 	if perr != nil && !errors.Is(perr, errPeerStopped) {
 		return res, c.fail(perr)
 	}
@@ -581,6 +589,8 @@ func (c *Client) Send(ctx context.Context, name string, src io.ReadSeeker, size 
 	}
 	if t := fpdu.MakeType(pf.b[2], pf.b[3]); t == fpdu.TypeIDT {
 		return res, c.interrupted(pf.b)
+	} else if perr != nil {
+		return res, c.protocol(protoErr("%v during the data phase", t))
 	}
 	if f, err = c.check(pf.b, fpdu.TypeAckTransEnd); err != nil {
 		if c.isRefusal(err) {
@@ -750,7 +760,7 @@ func (c *Client) Fetch(ctx context.Context, name string, dst io.Writer, opts Tra
 	c.l.rd.SetMaxSize(fpdu.MaxFPDULen)
 	r.release()
 	res.Bytes, res.Articles, res.SyncPoints = r.st.bytes, r.st.articles, r.st.syncs
-	res.LastSync, res.LastSyncOffset = r.st.lastSync, offset+int64(r.st.lastSync-point)*st
+	res.LastSync, res.LastSyncOffset = r.st.lastSync, r.st.syncOffset
 	var sinkErr errSinkWrite
 	switch {
 	case errors.As(rerr, &sinkErr):

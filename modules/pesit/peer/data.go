@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 )
@@ -61,6 +62,9 @@ type xferStats struct {
 	articles uint64 // a segmented article counts once
 	syncs    uint32 // sync points passed in this data phase
 	lastSync uint32 // last sync point passed (the base if none)
+	// syncOffset is the file offset of lastSync as the receiver saw it
+	// (receiver only; the sender computes it from the stride).
+	syncOffset int64
 }
 
 // peerFrame is what the sender's read goroutine hands back: the first
@@ -173,7 +177,7 @@ func (s *sender) pump(src *chunkReader) error {
 	for {
 		a, err := src.next(s.p.article)
 		if err != nil {
-			return err
+			return errSource{err}
 		}
 		if len(a) == 0 {
 			break
@@ -447,7 +451,7 @@ type receiver struct {
 func newReceiver(l *link, p dataParams, dst io.Writer, offset int64) *receiver {
 	w := sinkPool.Get().(*bufio.Writer)
 	w.Reset(dst)
-	return &receiver{l: l, p: p, w: w, offset: offset, st: xferStats{lastSync: p.base}, ack: make([]byte, 0, 16)}
+	return &receiver{l: l, p: p, w: w, offset: offset, st: xferStats{lastSync: p.base, syncOffset: offset}, ack: make([]byte, 0, 16)}
 }
 
 func (r *receiver) release() {
@@ -456,6 +460,29 @@ func (r *receiver) release() {
 		sinkPool.Put(r.w)
 		r.w = nil
 	}
+}
+
+// errSource marks a failure of the sender's local source, as opposed to
+// the connection.
+type errSource struct{ err error }
+
+func (e errSource) Error() string { return "reading the file to send: " + e.err.Error() }
+func (e errSource) Unwrap() error { return e.err }
+
+// stop ends a data phase the sender could not finish: after a source
+// error it aborts (and closes); after a connection error it gives the
+// peer a moment to explain (its ABORT may be waiting in the socket) before
+// join. It returns what join returns.
+func (s *sender) stop(perr error) peerFrame {
+	var se errSource
+	switch {
+	case errors.Is(perr, errPeerStopped):
+	case errors.As(perr, &se):
+		s.l.abort(fpdu.NewDiag(fpdu.ReasonIOError))
+	default:
+		_ = s.l.conn.SetReadDeadline(time.Now().Add(time.Second))
+	}
+	return s.join()
 }
 
 // errSinkWrite marks a failure of the local destination, as opposed to the
@@ -538,7 +565,7 @@ func (r *receiver) run() ([]byte, error) {
 			}
 			last = n
 			r.st.syncs++
-			r.st.lastSync = n
+			r.st.lastSync, r.st.syncOffset = n, r.offset
 			if r.p.window > 0 {
 				if err := r.sendAck(n); err != nil {
 					return nil, err

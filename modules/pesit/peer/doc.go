@@ -62,21 +62,29 @@
 // ".pesit-<PI 13 in hex>-<name>.part" in Root and renames it to <name>
 // only after a CRF that follows a good TRANS.END, so a partial file never
 // appears under its final name; an existing file of that name is replaced
-// atomically. At each sync point it flushes the data and rewrites, via a
-// temporary file and a rename, ".pesit-<PI 13>-<name>.state": a JSON
-// object {"v":1,"requester","name","transfer_id","sync_kb","article",
-// "sync_point","offset"}. A restarted CREATE resumes from that state when
-// requester, name, PI 13, sync interval and article length (PI 32) all
-// match and the temporary file holds at least `offset` bytes; otherwise it
-// answers PI 18 = 0 and the transfer starts again from the beginning. The
-// data is not fsynced, so the state survives a crash of the process but
-// not of the machine. Temporary files of transfers that are never
-// restarted are not cleaned up.
+// atomically. At each sync point it writes the data out, then records the
+// sync point in ".pesit-<PI 13>-<name>.state" before acknowledging it. That
+// file has two 512-byte slots written alternately in place (one pwrite, no
+// allocation, no rename), each a text line
 //
-// Every file access goes through an os.Root for the directory, opened
-// with O_NOFOLLOW: nothing outside Root is read or written, symbolic links
-// are never followed, and a symbolic link replaced by a received file is
-// replaced itself, not written through.
+//	v1 seq=N sync=N offset=N sync_kb=N article=N tid=HEX req=HEX name=HEX crc=HEX8
+//
+// protected by a CRC-32, so a torn write leaves the previous sync point
+// intact; the valid slot with the highest seq wins. A restarted CREATE
+// resumes from it when requester (PI 3), name, PI 13, sync interval and
+// article length (PI 32) all match and the temporary file holds at least
+// `offset` bytes; otherwise it answers PI 18 = 0 and the transfer starts
+// again from the beginning. Nothing is fsynced, so the state survives a
+// crash of the process, not of the machine. Temporary files of transfers
+// that are never restarted are not cleaned up.
+//
+// Every file access goes through an os.Root for the directory, so nothing
+// outside Root is read or written, and symbolic links are never followed:
+// os.Root follows links that stay inside the root even with O_NOFOLLOW, so
+// existing files are checked with Lstat and os.SameFile, and new files are
+// created with O_EXCL after removing whatever had the name. A symbolic
+// link where a received file lands is replaced itself, not written
+// through.
 //
 // File names (PI 12, or PI 37 when Server.NameFromLabel is set) must be 1
 // to 76 bytes of printable ASCII (trailing blanks are not significant),
@@ -91,9 +99,11 @@
 //	RCONNECT 3-308  PI 6 is not version E
 //	RCONNECT 3-315  CRC requested (PI 1 = 1), not supported
 //	RCONNECT 3-318  malformed CONNECT or mandatory PI absent
+//	RCONNECT 3-300  Root cannot be opened
 //	ACK(CREATE|SELECT) 2-226  name refused, or access type (PI 22) forbids it
 //	ACK(SELECT) 2-205  no such regular file in Root
 //	ACK(CREATE) 2-207  the same transfer is running on another connection
+//	ACK(CREATE) 2-211  a directory has the name
 //	ACK(ORF) 2-211, ACK(CRF) 2-212, ABORT 2-213  file system errors
 //	ACK(READ) 2-214  restart point beyond the end of the file
 //	ACK(TRANS.END) 3-319  the requester's PI 27/28 differ from the data

@@ -51,7 +51,8 @@ func TestRestartPush(t *testing.T) {
 	}
 	part, state := tempNames("restart.bin", res.TransferID)
 	st, ok := loadState(mustRoot(t, root), state)
-	if !ok || st.SyncPoint == 0 || st.Offset != int64(st.SyncPoint)*64*1024 {
+	if !ok || st.SyncPoint == 0 || st.Offset != int64(st.SyncPoint)*64*1024 || st.Requester != "CLIENT1" ||
+		st.Name != "restart.bin" || st.TransferID != res.TransferID || st.SyncKB != 64 || st.Article != 4096 {
 		t.Fatalf("restart state %+v (%v)", st, ok)
 	}
 	if _, err := os.Stat(filepath.Join(root, part)); err != nil {
@@ -236,3 +237,43 @@ func (s *slowReader) Read(b []byte) (int, error) {
 }
 
 func (s *slowReader) Seek(off int64, whence int) (int64, error) { return s.r.Seek(off, whence) }
+
+// TestStateFile: the newest valid slot wins, a torn slot falls back to
+// the previous sync point, and saving does not allocate.
+func TestStateFile(t *testing.T) {
+	dir := t.TempDir()
+	root := mustRoot(t, dir)
+	sf, err := openStateFile(root, "s", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.close()
+	st := restartState{Requester: "REQ \"x\"\xff", Name: "a file.txt", TransferID: 0xABCDEF, SyncKB: 64, Article: 4096}
+	for n := uint32(1); n <= 5; n++ {
+		st.SyncPoint, st.Offset = n, int64(n)*65536
+		if err := sf.save(&st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok := loadState(root, "s")
+	want := st
+	if !ok || got != want {
+		t.Fatalf("loaded %+v, want %+v", got, want)
+	}
+	// Tear the newest slot (seq 5, slot 1): the previous point survives.
+	f, _ := os.OpenFile(filepath.Join(dir, "s"), os.O_RDWR, 0)
+	if _, err := f.WriteAt([]byte("v1 seq=9 sync=9"), stateSlotLen+0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	got, ok = loadState(root, "s")
+	if !ok || got.SyncPoint != 4 || got.Offset != 4*65536 || got.Seq != 4 {
+		t.Fatalf("after a torn write: %+v, %v", got, ok)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = sf.save(&st) }); allocs != 0 {
+		t.Errorf("save allocates %.1f times", allocs)
+	}
+	if _, ok := loadState(root, "missing"); ok {
+		t.Error("a missing state loaded")
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -87,7 +86,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (err error) {
 	defer stop()
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("pesit: internal error: %v", r)
+			err = fmt.Errorf("%w: %v", errInternal, r)
 			ss.log.Error("pesit session panic", zap.Any("panic", r))
 		}
 	}()
@@ -121,8 +120,10 @@ type transfer struct {
 	modTime       time.Time
 	part, state   string
 	hasState      bool // a restart state exists for this transfer
-	good          bool // write: data and counts are right, commit at CRF
-	discard       bool // write: the data is wrong, drop it
+	stateFile     *stateFile
+	stateSeq      uint64 // last slot sequence of a resumed state
+	good          bool   // write: data and counts are right, commit at CRF
+	discard       bool   // write: the data is wrong, drop it
 	committed     bool
 	st            xferStats
 	restartPoint  uint32
@@ -145,6 +146,9 @@ type session struct {
 	window    byte
 	xfer      *transfer
 }
+
+// errInternal reports a recovered panic: a bug, never the peer's fault.
+var errInternal = errors.New("pesit: internal error")
 
 // errIdle ends a session whose requester went silent.
 var errIdle = errors.New("pesit: idle timeout")
@@ -536,15 +540,15 @@ func (ss *session) openPart() error {
 		st, ok := loadState(ss.root, x.state)
 		if ok && st.Requester == ss.requester && st.Name == x.name && st.TransferID == x.tid &&
 			st.SyncKB == ss.syncKB && st.Article == x.article && st.SyncPoint > 0 && st.SyncPoint <= maxSyncNumber {
-			f, err := ss.root.OpenFile(x.part, os.O_RDWR|syscall.O_NOFOLLOW, 0)
+			f, err := openNoFollow(ss.root, x.part, os.O_RDWR)
 			if err == nil {
 				fi, err := f.Stat()
-				if err == nil && fi.Mode().IsRegular() && fi.Size() >= st.Offset {
+				if err == nil && fi.Size() >= st.Offset {
 					if err = f.Truncate(st.Offset); err == nil {
 						_, err = f.Seek(st.Offset, io.SeekStart)
 					}
 					if err == nil {
-						x.file, x.hasState = f, true
+						x.file, x.hasState, x.stateSeq = f, true, st.Seq
 						x.restartPoint, x.restartOffset = st.SyncPoint, st.Offset
 						return nil
 					}
@@ -557,7 +561,7 @@ func (ss *session) openPart() error {
 	if err := ss.root.Remove(x.state); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	f, err := ss.root.OpenFile(x.part, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o640)
+	f, err := openNoFollow(ss.root, x.part, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return err
 	}
@@ -573,12 +577,17 @@ func (ss *session) receive() error {
 	}
 	r := newReceiver(ss.l, dataParams{peer: ss.l.peerID, entity: x.entity, window: int(ss.window), base: x.restartPoint}, x.file, x.restartOffset)
 	defer r.release()
+	st := restartState{Requester: ss.requester, Name: x.name, TransferID: x.tid, SyncKB: ss.syncKB, Article: x.article}
 	r.onSync = func(n uint32, offset int64) error {
-		err := saveState(ss.root, x.state, &restartState{
-			V: 1, Requester: ss.requester, Name: x.name, TransferID: x.tid, SyncKB: ss.syncKB,
-			Article: x.article, SyncPoint: n, Offset: offset,
-		})
-		if err != nil {
+		if x.stateFile == nil {
+			sf, err := openStateFile(ss.root, x.state, x.hasState, x.stateSeq)
+			if err != nil {
+				return errSinkWrite{err}
+			}
+			x.stateFile = sf
+		}
+		st.SyncPoint, st.Offset = n, offset
+		if err := x.stateFile.save(&st); err != nil {
 			return errSinkWrite{err}
 		}
 		x.hasState = true
@@ -661,16 +670,22 @@ func (ss *session) sendFile(f *fpdu.FPDU) ([]byte, bool, error) {
 	s.start()
 	perr := s.pump(cr)
 	cr.release()
-	if perr != nil && !errors.Is(perr, errPeerStopped) {
-		if errors.Is(perr, ErrShortSource) || !isNetErr(perr) {
-			ss.log.Warn("pesit file I/O error", zap.Error(perr))
-			ss.l.abort(fpdu.NewDiag(fpdu.ReasonIOError))
-		} else {
-			_ = ss.l.conn.Close()
-		}
+	var pf peerFrame
+	if perr != nil {
+		pf = s.stop(perr)
+	} else {
+		pf = s.join()
 	}
-	pf := s.join()
 	x.st = s.stats()
+	var se errSource
+	if errors.As(perr, &se) {
+		ss.log.Warn("pesit file I/O error", zap.Error(perr))
+		return nil, true, perr
+	}
+	if pf.b != nil && fpdu.MakeType(pf.b[2], pf.b[3]) == fpdu.TypeAbort {
+		err := ss.endOfData(pf.b)
+		return nil, true, err
+	}
 	if perr != nil && !errors.Is(perr, errPeerStopped) {
 		return nil, true, perr
 	}
@@ -687,13 +702,6 @@ func (ss *session) sendFile(f *fpdu.FPDU) ([]byte, bool, error) {
 	}
 	x.stage = stData
 	return pf.b, false, nil
-}
-
-// isNetErr tells a connection failure from a local file failure.
-func isNetErr(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, errCancelled)
 }
 
 // transEnd checks the requester's counts against ours and answers.
@@ -748,6 +756,7 @@ func (ss *session) commit() error {
 	x := ss.xfer
 	err := x.file.Close()
 	x.file = nil
+	ss.closeHandle()
 	if err != nil {
 		return err
 	}
@@ -762,9 +771,17 @@ func (ss *session) commit() error {
 }
 
 func (ss *session) closeHandle() {
-	if x := ss.xfer; x != nil && x.file != nil {
+	x := ss.xfer
+	if x == nil {
+		return
+	}
+	if x.file != nil {
 		_ = x.file.Close()
 		x.file = nil
+	}
+	if x.stateFile != nil {
+		_ = x.stateFile.close()
+		x.stateFile = nil
 	}
 }
 

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 )
@@ -119,7 +121,7 @@ func TestSyncSettings(t *testing.T) {
 		{"4K-window1", ConnectOptions{SyncIntervalKB: 4, SyncWindow: 1}, size/4096 - 1},
 		{"4K-window2", ConnectOptions{SyncIntervalKB: 4, SyncWindow: 2}, size/4096 - 1},
 		{"10K-window3", ConnectOptions{SyncIntervalKB: 10, SyncWindow: 3}, size/8192 - 1}, // stride 8 KiB: 2 articles
-		{"default", ConnectOptions{}, 0},                                                   // 1 MiB interval, exactly one interval
+		{"default", ConnectOptions{}, 0},                                                  // 1 MiB interval, exactly one interval
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -362,6 +364,217 @@ func TestStride(t *testing.T) {
 		}
 		if got, err := syncNumber(b); err != nil || got != n {
 			t.Fatalf("syncNumber: %d, %v", got, err)
+		}
+	}
+}
+
+// TestSendWindow plays a receiver that withholds ACK(SYN): the client must
+// stop at `window` unacknowledged sync points and resume one interval per
+// acknowledgement.
+func TestSendWindow(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const window = 2
+	data := randomData(10*4096, 6) // 4 KiB interval: SYN 1..9
+	result := make(chan error, 1)
+	go func() { result <- windowReceiver(ln, window, len(data), false) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(conn, clientOpts(ConnectOptions{SyncIntervalKB: 4, SyncWindow: 3}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.window != window {
+		t.Fatalf("negotiated window %d", c.window)
+	}
+	res, err := c.Send(context.Background(), "w", bytes.NewReader(data), int64(len(data)), TransferOptions{})
+	if rerr := <-result; rerr != nil {
+		t.Fatalf("receiver: %v (client: %v)", rerr, err)
+	}
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if res.SyncPoints != 9 || res.LastSync != 9 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+// TestClientChecksCounts: an ACK(TRANS.END) whose PI 27 disagrees with
+// what the client sent fails the transfer, and the client closes the file
+// with CRF 3-319 so the server does not keep it.
+func TestClientChecksCounts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	data := randomData(10*4096, 6)
+	result := make(chan error, 1)
+	go func() { result <- windowReceiver(ln, 4, len(data), true) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(conn, clientOpts(ConnectOptions{SyncIntervalKB: 4}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Send(context.Background(), "w", bytes.NewReader(data), int64(len(data)), TransferOptions{})
+	if rerr := <-result; rerr != nil {
+		t.Fatalf("receiver: %v (client: %v)", rerr, err)
+	}
+	if !errors.Is(err, ErrCountMismatch) {
+		t.Fatalf("Send: %v", err)
+	}
+}
+
+// windowReceiver is a minimal PeSIT server for TestSendWindow; with lie it
+// miscounts the bytes in ACK(TRANS.END) and expects CRF 3-319.
+func windowReceiver(ln net.Listener, window byte, size int, lie bool) error {
+	conn, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	rd := fpdu.NewReader(conn, fpdu.FramingPrefixed)
+	send := func(typ fpdu.Type, dst, src byte, params ...fpdu.Param) error {
+		b, err := fpdu.AppendFPDU(nil, typ, dst, src, params...)
+		if err == nil {
+			b, err = fpdu.AppendNSDU(nil, fpdu.FramingPrefixed, b)
+		}
+		if err == nil {
+			_, err = conn.Write(b)
+		}
+		return err
+	}
+	// fpdu.Reader errors are sticky, so read on a goroutine and time out
+	// on the channel instead of with deadlines.
+	frames := make(chan []byte)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			b, err := rd.Next()
+			if err != nil {
+				readErr <- err
+				close(frames)
+				return
+			}
+			frames <- append([]byte(nil), b...)
+		}
+	}()
+	errTimeout := errors.New("timeout")
+	next := func(d time.Duration) (fpdu.Type, []byte, error) {
+		select {
+		case b, ok := <-frames:
+			if !ok {
+				return 0, nil, <-readErr
+			}
+			return fpdu.MakeType(b[2], b[3]), b, nil
+		case <-time.After(d):
+			return 0, nil, errTimeout
+		}
+	}
+	ok := fpdu.DiagOK.Param()
+	for _, step := range []struct {
+		want  fpdu.Type
+		reply func() error
+	}{
+		{fpdu.TypeConnect, func() error {
+			return send(fpdu.TypeAConnect, 1, 9, fpdu.PIByte(fpdu.PIVersion, 2), fpdu.PI(fpdu.PISyncPoints, []byte{0, 4, window}))
+		}},
+		{fpdu.TypeCreate, func() error { return send(fpdu.TypeAckCreate, 1, 0, ok, fpdu.PIUint(fpdu.PIMaxEntitySize, 65535, 2)) }},
+		{fpdu.TypeORF, func() error { return send(fpdu.TypeAckORF, 1, 0, ok) }},
+		{fpdu.TypeWrite, func() error { return send(fpdu.TypeAckWrite, 1, 0, ok, fpdu.PIUint(fpdu.PIRestartPoint, 0, 1)) }},
+	} {
+		typ, _, err := next(5 * time.Second)
+		if err != nil || typ != step.want {
+			return fmt.Errorf("got %v (%v), want %v", typ, err, step.want)
+		}
+		if err := step.reply(); err != nil {
+			return err
+		}
+	}
+	var sent, acked uint32
+	got := 0
+	for {
+		typ, b, err := next(200 * time.Millisecond)
+		if err != nil {
+			if err != errTimeout {
+				return err
+			}
+			// Stalled: legitimate only with a full window.
+			if sent-acked != uint32(window) {
+				return fmt.Errorf("sender stalled with %d of %d SYNs unacknowledged", sent-acked, window)
+			}
+			acked++
+			if err := send(fpdu.TypeAckSyn, 1, 0, fpdu.PIUint(fpdu.PISyncNumber, uint64(acked), 1)); err != nil {
+				return err
+			}
+			continue
+		}
+		switch typ {
+		case fpdu.TypeDTF:
+			it := fpdu.NewArticleIter(fpdu.Header{Type: typ, SrcID: b[5]}, b[6:])
+			for it.Next() {
+				got += len(it.Article())
+			}
+		case fpdu.TypeSyn:
+			sent++
+			if n, _ := syncNumber(b); n != sent {
+				return fmt.Errorf("SYN %d, want %d", n, sent)
+			}
+			if sent-acked > uint32(window) {
+				return fmt.Errorf("SYN %d with only %d acknowledged: window %d exceeded", sent, acked, window)
+			}
+			if lie { // not testing the window: acknowledge at once
+				acked++
+				if err := send(fpdu.TypeAckSyn, 1, 0, fpdu.PIUint(fpdu.PISyncNumber, uint64(acked), 1)); err != nil {
+					return err
+				}
+			}
+		case fpdu.TypeDTFEnd:
+			if got != size {
+				return fmt.Errorf("received %d bytes", got)
+			}
+			for acked < sent { // late acknowledgements are fine
+				acked++
+				if err := send(fpdu.TypeAckSyn, 1, 0, fpdu.PIUint(fpdu.PISyncNumber, uint64(acked), 1)); err != nil {
+					return err
+				}
+			}
+		case fpdu.TypeTransEnd:
+			n := uint64(size)
+			if lie {
+				n--
+			}
+			if err := send(fpdu.TypeAckTransEnd, 1, 0, ok, fpdu.PIUint(fpdu.PIByteCount, n, 1), fpdu.PIUint(fpdu.PIArticleCount, 10, 1)); err != nil {
+				return err
+			}
+		case fpdu.TypeCRF:
+			f, err := fpdu.Decode(b)
+			if err != nil {
+				return err
+			}
+			if d, _ := f.Diag(); (d == fpdu.NewDiag(fpdu.ReasonWrongCount)) != lie {
+				return fmt.Errorf("CRF with diagnostic %v", d)
+			}
+			if err := send(fpdu.TypeAckCRF, 1, 0, ok); err != nil {
+				return err
+			}
+		case fpdu.TypeDeselect:
+			if sent != 9 || acked != 9 {
+				return fmt.Errorf("%d SYNs, %d acknowledged", sent, acked)
+			}
+			return send(fpdu.TypeAckDeselect, 1, 0, ok)
+		default:
+			return fmt.Errorf("unexpected %v", typ)
 		}
 	}
 }
