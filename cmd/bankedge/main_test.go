@@ -201,6 +201,10 @@ func TestSandbox(t *testing.T) {
 	if err != nil || !bytes.Equal(fetched, payload) {
 		t.Fatalf("pesit fetch over mTLS returned %d bytes: %v", len(fetched), err)
 	}
+	audit, _ = os.ReadFile(filepath.Join(dir, "sandbox", "audit.log"))
+	if !bytes.Contains(audit, []byte(`"msg":"pesit.trans_end"`)) || !bytes.Contains(audit, []byte(`"counts_match":true`)) {
+		t.Errorf("audit log lacks the PeSIT transfer:\n%s", audit)
+	}
 	wrong := runBankedge(t, ctx, dir, nil, "pesit", "send", "pay.csv", "--to", "127.0.0.1:"+pesitPort, "--partner", "DEMO",
 		"--password", "nope1234", "--server-id", "BANKEDGE")
 	if out, err := wrong.CombinedOutput(); err == nil || !strings.Contains(string(out), "3-304") {
