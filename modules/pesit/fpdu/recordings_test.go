@@ -3,70 +3,18 @@ package fpdu
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/bankedge/bankedge/internal/shareddata"
 )
 
 // The Connect:Express recordings live in the shared folder beside the
 // module root and are read in place, never copied into the repository.
-
-type record struct {
-	sent bool
-	fpdu []byte
-}
-
-// tracesDir returns shared/testdata/pesit-traces next to the module root,
-// or skips the test when that folder is absent (e.g. a bare checkout).
-func tracesDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Skip("module root not found")
-		}
-		dir = parent
-	}
-	traces := filepath.Join(dir, "..", "shared", "testdata", "pesit-traces")
-	if _, err := os.Stat(traces); err != nil {
-		tb.Skipf("recordings not available: %v", err)
-	}
-	return traces
-}
-
-// readRecording parses [dir 1B][len 2B BE][FPDU] records.
-func readRecording(tb testing.TB, name string) []record {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(tracesDir(tb), name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var recs []record
-	for off := 0; off < len(b); {
-		if len(b)-off < 3 {
-			tb.Fatalf("%s: stray %d bytes at %d", name, len(b)-off, off)
-		}
-		n := int(binary.BigEndian.Uint16(b[off+1:]))
-		if b[off] > 1 || off+3+n > len(b) {
-			tb.Fatalf("%s: bad record at %d", name, off)
-		}
-		recs = append(recs, record{sent: b[off] == 1, fpdu: b[off+3 : off+3+n]})
-		off += 3 + n
-	}
-	return recs
-}
 
 var recordings = []struct {
 	name   string
@@ -81,36 +29,36 @@ var recordings = []struct {
 func TestRecordings(t *testing.T) {
 	for _, rec := range recordings {
 		t.Run(rec.name, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join(tracesDir(t), rec.name))
+			raw, err := os.ReadFile(shareddata.Path(t, "testdata", "pesit-traces", rec.name))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != rec.sha256 {
 				t.Fatalf("recording changed: sha256 %x", sum)
 			}
-			recs := readRecording(t, rec.name)
+			recs := shareddata.PeSITRecording(t, rec.name)
 			if len(recs) != rec.frames {
 				t.Fatalf("%d frames, want %d", len(recs), rec.frames)
 			}
 			strictFailures := 0
 			for i, r := range recs {
-				h, err := ParseHeader(r.fpdu)
-				if err != nil || int(h.Length) != len(r.fpdu) {
-					t.Fatalf("frame %d: %v (LTM %d, %d bytes)", i+1, err, h.Length, len(r.fpdu))
+				h, err := ParseHeader(r.FPDU)
+				if err != nil || int(h.Length) != len(r.FPDU) {
+					t.Fatalf("frame %d: %v (LTM %d, %d bytes)", i+1, err, h.Length, len(r.FPDU))
 				}
-				lenient, err := DecodeOptions{Lenient: true}.Decode(r.fpdu)
+				lenient, err := DecodeOptions{Lenient: true}.Decode(r.FPDU)
 				if err != nil {
 					t.Fatalf("frame %d lenient: %v", i+1, err)
 				}
-				f, err := Decode(r.fpdu)
-				if r.sent {
+				f, err := Decode(r.FPDU)
+				if r.Sent {
 					// Sent frames are byte-exact: strict decode, re-encode.
 					if err != nil {
 						t.Fatalf("sent frame %d %v: %v", i+1, h.Type, err)
 					}
 					re, err := f.Append(nil)
-					if err != nil || !bytes.Equal(re, r.fpdu) {
-						t.Fatalf("sent frame %d %v re-encoded: %v\n got % x\nwant % x", i+1, h.Type, err, re, r.fpdu)
+					if err != nil || !bytes.Equal(re, r.FPDU) {
+						t.Fatalf("sent frame %d %v re-encoded: %v\n got % x\nwant % x", i+1, h.Type, err, re, r.FPDU)
 					}
 					continue
 				}
@@ -140,16 +88,16 @@ func hasEmptyPGI(f FPDU) bool {
 }
 
 func TestRecordingCXPushCounts(t *testing.T) {
-	recs := readRecording(t, "cx-push-1mb.raw")
+	recs := shareddata.PeSITRecording(t, "cx-push-1mb.raw")
 	got := map[string]int{}
 	multi := 0
 	for _, r := range recs {
-		h, err := ParseHeader(r.fpdu)
+		h, err := ParseHeader(r.FPDU)
 		if err != nil {
 			t.Fatal(err)
 		}
 		dir := "recv"
-		if r.sent {
+		if r.Sent {
 			dir = "sent"
 		}
 		got[dir+" "+h.Type.String()]++
@@ -174,7 +122,7 @@ func TestRecordingCXPushCounts(t *testing.T) {
 	// SYN numbers run 1..31 and each ACK(SYN) echoes its SYN.
 	next := uint64(1)
 	for i, r := range recs {
-		f, err := DecodeOptions{Lenient: true}.Decode(r.fpdu)
+		f, err := DecodeOptions{Lenient: true}.Decode(r.FPDU)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +134,7 @@ func TestRecordingCXPushCounts(t *testing.T) {
 		if err != nil || n != next {
 			t.Fatalf("SYN %d: %d %v", next, n, err)
 		}
-		ack, err := Decode(recs[i+1].fpdu)
+		ack, err := Decode(recs[i+1].FPDU)
 		if err != nil || ack.Type != TypeAckSyn {
 			t.Fatalf("frame after SYN %d: %v %v", n, ack.Type, err)
 		}
@@ -199,7 +147,7 @@ func TestRecordingCXPushCounts(t *testing.T) {
 		t.Errorf("last SYN %d", next-1)
 	}
 	// The received CONNECT, the basis for authentication.
-	c, err := ParseConnect(recs[0].fpdu)
+	c, err := ParseConnect(recs[0].FPDU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,13 +157,13 @@ func TestRecordingCXPushCounts(t *testing.T) {
 		t.Errorf("CONNECT: %v", c)
 	}
 	for _, f := range []Framing{FramingPrefixed, FramingRaw} {
-		b := must(AppendNSDU(nil, f, recs[0].fpdu))
+		b := must(AppendNSDU(nil, f, recs[0].FPDU))
 		if d, err := Detect(b); err != nil || d.Kind != KindConnect || d.Prefixed != (f == FramingPrefixed) {
 			t.Errorf("Detect %v: %+v %v", f, d, err)
 		}
 	}
 	// TRANS.END totals.
-	te, _ := Decode(recs[839].fpdu)
+	te, _ := Decode(recs[839].FPDU)
 	bc, _ := te.Get(PIByteCount)
 	ac, _ := te.Get(PIArticleCount)
 	if n, _ := bc.Uint(); te.Type != TypeTransEnd || n != 1<<20 {
@@ -229,7 +177,7 @@ func TestRecordingCXPushCounts(t *testing.T) {
 // TestRecordingThroughReader replays the C:X push through the Reader in
 // both framings, packing the received data FPDUs the way C:X fills an NSDU.
 func TestRecordingThroughReader(t *testing.T) {
-	recs := readRecording(t, "cx-push-1mb.raw")
+	recs := shareddata.PeSITRecording(t, "cx-push-1mb.raw")
 	var nsdus [][][]byte
 	var cur [][]byte
 	flush := func() {
@@ -240,18 +188,18 @@ func TestRecordingThroughReader(t *testing.T) {
 	}
 	received := 0
 	for _, r := range recs {
-		if r.sent {
+		if r.Sent {
 			continue
 		}
 		received++
-		if h, _ := ParseHeader(r.fpdu); h.Type.Concatenable() {
-			if cur = append(cur, r.fpdu); len(cur) == 3 {
+		if h, _ := ParseHeader(r.FPDU); h.Type.Concatenable() {
+			if cur = append(cur, r.FPDU); len(cur) == 3 {
 				flush()
 			}
 			continue
 		}
 		flush()
-		nsdus = append(nsdus, [][]byte{r.fpdu})
+		nsdus = append(nsdus, [][]byte{r.FPDU})
 	}
 	flush()
 	if len(nsdus) >= received-500 {
@@ -259,8 +207,8 @@ func TestRecordingThroughReader(t *testing.T) {
 	}
 	var want [][]byte
 	for _, r := range recs {
-		if !r.sent {
-			want = append(want, r.fpdu)
+		if !r.Sent {
+			want = append(want, r.FPDU)
 		}
 	}
 	for _, f := range []Framing{FramingPrefixed, FramingRaw} {

@@ -3,71 +3,20 @@ package peer
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/bankedge/bankedge/internal/shareddata"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 )
 
 // The Connect:Express recordings are read in place from the shared
 // folder next to the module root; the tests skip when it is absent.
-
-type record struct {
-	sent bool
-	b    []byte
-}
-
-func tracesDir(tb testing.TB) string {
-	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Skip("module root not found")
-		}
-		dir = parent
-	}
-	traces := filepath.Join(dir, "..", "shared", "testdata", "pesit-traces")
-	if _, err := os.Stat(traces); err != nil {
-		tb.Skipf("recordings not available: %v", err)
-	}
-	return traces
-}
-
-// readRecording parses [dir 1B][len 2B BE][FPDU] records.
-func readRecording(tb testing.TB, name string) []record {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(tracesDir(tb), name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var recs []record
-	for off := 0; off < len(b); {
-		if len(b)-off < 3 {
-			tb.Fatalf("%s: stray bytes at %d", name, off)
-		}
-		n := int(binary.BigEndian.Uint16(b[off+1:]))
-		if b[off] > 1 || off+3+n > len(b) {
-			tb.Fatalf("%s: bad record at %d", name, off)
-		}
-		recs = append(recs, record{sent: b[off] == 1, b: b[off+3 : off+3+n]})
-		off += 3 + n
-	}
-	return recs
-}
 
 // TestReplayCXPush feeds what Connect:Express sent in cx-push-1mb.raw to
 // our server and compares every answer with what PeSIT Wizard answered.
@@ -88,7 +37,7 @@ func readRecording(tb testing.TB, name string) []record {
 // of ACK(TRANS.END): PeSIT Wizard answered 768, a counting bug (reference
 // §1.5); we answer the correct 1024.
 func TestReplayCXPush(t *testing.T) {
-	recs := readRecording(t, "cx-push-1mb.raw")
+	recs := shareddata.PeSITRecording(t, "cx-push-1mb.raw")
 	for _, framing := range []fpdu.Framing{fpdu.FramingPrefixed, fpdu.FramingRaw} {
 		t.Run(framing.String(), func(t *testing.T) {
 			ts := startServer(t, &Server{MaxEntitySize: 4096, newID: func() byte { return 0xE2 }})
@@ -135,21 +84,21 @@ func TestReplayCXPush(t *testing.T) {
 			}
 			var wantSent [][]byte
 			for _, r := range recs {
-				if r.sent {
-					wantSent = append(wantSent, r.b)
+				if r.Sent {
+					wantSent = append(wantSent, r.FPDU)
 					continue
 				}
-				h, err := fpdu.ParseHeader(r.b)
+				h, err := fpdu.ParseHeader(r.FPDU)
 				if err != nil {
 					t.Fatal(err)
 				}
 				var f []byte
 				switch h.Type {
 				case fpdu.TypeCreate:
-					f = rebuildCreate(t, r.b)
+					f = rebuildCreate(t, r.FPDU)
 				case fpdu.TypeDTF:
-					if h.SrcID != 3 || len(r.b) != 6 {
-						t.Fatalf("unexpected DTF % x", r.b)
+					if h.SrcID != 3 || len(r.FPDU) != 6 {
+						t.Fatalf("unexpected DTF % x", r.FPDU)
 					}
 					f, _ = fpdu.AppendArticles(nil, h.DstID, article(1024), article(1024), article(1024))
 				case fpdu.TypeDTFDA:
@@ -157,7 +106,7 @@ func TestReplayCXPush(t *testing.T) {
 				case fpdu.TypeDTFFA:
 					f, _ = fpdu.AppendData(nil, fpdu.TypeDTFFA, h.DstID, article(18))
 				default:
-					f = r.b
+					f = r.FPDU
 				}
 				if f == nil {
 					t.Fatalf("cannot rebuild %v", h.Type)
@@ -258,10 +207,10 @@ func rebuildCreate(t *testing.T, b []byte) []byte {
 }
 
 // dedup drops the recorder's duplicate sent frames.
-func dedup(recs []record) []record {
-	var out []record
+func dedup(recs []shareddata.PeSITRecord) []shareddata.PeSITRecord {
+	var out []shareddata.PeSITRecord
 	for i, r := range recs {
-		if r.sent && i > 0 && recs[i-1].sent && bytes.Equal(recs[i-1].b, r.b) {
+		if r.Sent && i > 0 && recs[i-1].Sent && bytes.Equal(recs[i-1].FPDU, r.FPDU) {
 			continue
 		}
 		out = append(out, r)
@@ -284,7 +233,7 @@ func dedup(recs []record) []record {
 func TestReplayClient(t *testing.T) {
 	for _, name := range []string{"connect-release.raw", "simple-push.raw"} {
 		t.Run(name, func(t *testing.T) {
-			recs := dedup(readRecording(t, name))
+			recs := dedup(shareddata.PeSITRecording(t, name))
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -328,7 +277,7 @@ func TestReplayClient(t *testing.T) {
 // fakeCX plays the server side of a client recording: it checks each
 // frame the client sends against the recording and answers with the
 // recorded replies.
-func fakeCX(ln net.Listener, recs []record) error {
+func fakeCX(ln net.Listener, recs []shareddata.PeSITRecord) error {
 	conn, err := ln.Accept()
 	if err != nil {
 		return err
@@ -337,8 +286,8 @@ func fakeCX(ln net.Listener, recs []record) error {
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	rd := fpdu.NewReader(conn, fpdu.FramingPrefixed)
 	for i, r := range recs {
-		if !r.sent {
-			b, err := fpdu.AppendNSDU(nil, fpdu.FramingPrefixed, r.b)
+		if !r.Sent {
+			b, err := fpdu.AppendNSDU(nil, fpdu.FramingPrefixed, r.FPDU)
 			if err != nil {
 				return err
 			}
@@ -351,7 +300,7 @@ func fakeCX(ln net.Listener, recs []record) error {
 		if err != nil {
 			return fmt.Errorf("frame %d: %w", i, err)
 		}
-		want, _ := fpdu.ParseHeader(r.b)
+		want, _ := fpdu.ParseHeader(r.FPDU)
 		if want.Type == fpdu.TypeDTFEnd && fpdu.MakeType(got[2], got[3]) == fpdu.TypeDTF {
 			// The unrecorded data FPDU.
 			if !bytes.Equal(got, append([]byte{0, 18, 0, 0, 0x61, 0}, "Hello PeSIT!"...)) {
@@ -361,12 +310,12 @@ func fakeCX(ln net.Listener, recs []record) error {
 				return err
 			}
 		}
-		norm, err := normalise(got, r.b)
+		norm, err := normalise(got, r.FPDU)
 		if err != nil {
 			return fmt.Errorf("frame %d: %w", i, err)
 		}
-		if !bytes.Equal(norm, r.b) {
-			return fmt.Errorf("frame %d %v:\n got % x\nwant % x", i, want.Type, got, r.b)
+		if !bytes.Equal(norm, r.FPDU) {
+			return fmt.Errorf("frame %d %v:\n got % x\nwant % x", i, want.Type, got, r.FPDU)
 		}
 	}
 	if _, err := rd.Next(); !errors.Is(err, io.EOF) {

@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/bankedge/bankedge/internal/shareddata"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 )
 
@@ -129,7 +129,7 @@ func TestDigestVectors(t *testing.T) {
 // TestDigestVectorsShared runs every vector of the shared file, when present,
 // and checks that the committed copy has not drifted from it.
 func TestDigestVectorsShared(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "testdata", "psd2", "digest_vectors.json"))
+	data, err := os.ReadFile(shareddata.Path(t, "testdata", "psd2", "digest_vectors.json"))
 	if err != nil {
 		t.Skipf("digest_vectors.json not readable: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bankedge/bankedge/internal/shareddata"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 )
 
@@ -80,7 +81,7 @@ func TestPiraeusSigningString(t *testing.T) {
 // TestPiraeusSigningStringSeedFile compares the committed constant with the
 // seed, when ../shared exists.
 func TestPiraeusSigningStringSeedFile(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "seeds", "piraeus-psd2-certificates.txt"))
+	data, err := os.ReadFile(shareddata.Path(t, "seeds", "piraeus-psd2-certificates.txt"))
 	if err != nil {
 		t.Skipf("seed not readable: %v", err)
 	}

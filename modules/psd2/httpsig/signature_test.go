@@ -4,11 +4,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/bankedge/bankedge/internal/shareddata"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 )
 
@@ -56,7 +56,7 @@ func TestParseSignatureSeed(t *testing.T) {
 // TestParseSignatureSeedFile reads the seed in place, when ../shared exists,
 // and parses both of its Signature headers as printed.
 func TestParseSignatureSeedFile(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(sharedDir(t), "seeds", "piraeus-psd2-certificates.txt"))
+	data, err := os.ReadFile(shareddata.Path(t, "seeds", "piraeus-psd2-certificates.txt"))
 	if err != nil {
 		t.Skipf("seed not readable: %v", err)
 	}

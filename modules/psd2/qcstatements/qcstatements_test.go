@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/bankedge/bankedge/internal/shareddata"
 	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 )
 
@@ -390,7 +391,7 @@ func TestOpenSSLCertificates(t *testing.T) {
 // configs, read in place, when ../shared exists.
 func TestSharedOpenSSLConfigs(t *testing.T) {
 	openssl := needOpenSSL(t)
-	dir := filepath.Join(sharedDir(t), "testdata", "psd2")
+	dir := shareddata.Path(t, "testdata", "psd2")
 	for _, tc := range []struct {
 		file, section string
 		want          qcstatements.Statements
@@ -430,29 +431,6 @@ func checkOrgID(t *testing.T, cert *x509.Certificate, st qcstatements.Statements
 	if parsed.NCAID() != st.PSD2.NCAID || parsed.Authorisation != "123456" {
 		t.Errorf("orgId %+v does not agree with the NCA id %q", parsed, st.PSD2.NCAID)
 	}
-}
-
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if fi, err := os.Stat(shared); err != nil || !fi.IsDir() {
-		t.Skip("../shared is absent")
-	}
-	return shared
 }
 
 func TestOrganizationIdentifier(t *testing.T) {
