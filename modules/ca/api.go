@@ -24,6 +24,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/keystore"
 	"github.com/bankedge/bankedge/modules/ca/registry"
@@ -486,7 +487,7 @@ func (h *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "max_body_size":
 			var n int
-			if err := intArg(d, &n); err != nil {
+			if err := caddyfileargs.Int(d, &n); err != nil {
 				return err
 			}
 			h.MaxBodySize = int64(n)

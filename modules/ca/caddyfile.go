@@ -2,13 +2,13 @@ package ca
 
 import (
 	"encoding/json"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/ca/registry"
 )
 
@@ -112,21 +112,21 @@ func (c *CAConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "key_passphrase":
-			err = oneArg(d, &c.KeyPassphrase)
+			err = caddyfileargs.One(d, &c.KeyPassphrase)
 		case "key_type":
-			err = oneArg(d, &c.KeyType)
+			err = caddyfileargs.One(d, &c.KeyType)
 		case "common_name":
-			err = oneArg(d, &c.CommonName)
+			err = caddyfileargs.One(d, &c.CommonName)
 		case "organization":
-			err = oneArg(d, &c.Organization)
+			err = caddyfileargs.One(d, &c.Organization)
 		case "lifetime":
-			err = durationArg(d, &c.Lifetime)
+			err = caddyfileargs.Duration(d, &c.Lifetime)
 		case "max_validity_days":
-			err = intArg(d, &c.MaxValidityDays)
+			err = caddyfileargs.Int(d, &c.MaxValidityDays)
 		case "crl_url":
-			err = oneArg(d, &c.CRLURL)
+			err = caddyfileargs.One(d, &c.CRLURL)
 		case "crl_validity":
-			err = durationArg(d, &c.CRLValidity)
+			err = caddyfileargs.Duration(d, &c.CRLValidity)
 		case "manual_initialize":
 			c.ManualInitialize = true
 			if d.NextArg() {
@@ -145,7 +145,7 @@ func (c *CAConfig) unmarshal(d *caddyfile.Dispenser) error {
 func unmarshalPartner(d *caddyfile.Dispenser) (registry.Input, error) {
 	var in registry.Input
 	var id string
-	if err := oneArg(d, &id); err != nil {
+	if err := caddyfileargs.One(d, &id); err != nil {
 		return in, err
 	}
 	in.PartnerID = &id
@@ -154,33 +154,33 @@ func unmarshalPartner(d *caddyfile.Dispenser) (registry.Input, error) {
 		switch d.Val() {
 		case "password":
 			var pw string
-			err = oneArg(d, &pw)
+			err = caddyfileargs.One(d, &pw)
 			in.Password = &pw
 		case "enabled":
 			var b bool
-			err = boolArg(d, &b)
+			err = caddyfileargs.Bool(d, &b)
 			in.Enabled = &b
 		case "allowed_ips":
 			ips := d.RemainingArgs()
 			in.AllowedIPs = &ips
 		case "certificate_binding":
 			var s string
-			err = oneArg(d, &s)
+			err = caddyfileargs.One(d, &s)
 			in.CertificateBinding = &s
 		case "access_type":
 			var s string
-			err = oneArg(d, &s)
+			err = caddyfileargs.One(d, &s)
 			in.AccessType = &s
 		case "max_connections":
 			var n int
-			err = intArg(d, &n)
+			err = caddyfileargs.Int(d, &n)
 			in.MaxConnections = &n
 		case "allowed_files":
 			files := d.RemainingArgs()
 			in.AllowedFiles = &files
 		case "description":
 			var s string
-			err = oneArg(d, &s)
+			err = caddyfileargs.One(d, &s)
 			in.Description = &s
 		case "pesit_legacy_password":
 			b := true
@@ -204,7 +204,7 @@ func (p *PasswordPolicy) unmarshal(d *caddyfile.Dispenser) error {
 		switch name := d.Val(); name {
 		case "min_length", "history":
 			var n int
-			err = intArg(d, &n)
+			err = caddyfileargs.Int(d, &n)
 			if name == "min_length" {
 				p.MinLength = &n
 			} else {
@@ -212,7 +212,7 @@ func (p *PasswordPolicy) unmarshal(d *caddyfile.Dispenser) error {
 			}
 		case "require_upper", "require_lower", "require_digit", "require_symbol":
 			var b bool
-			err = boolArg(d, &b)
+			err = caddyfileargs.Bool(d, &b)
 			switch name {
 			case "require_upper":
 				p.RequireUpper = &b
@@ -226,12 +226,12 @@ func (p *PasswordPolicy) unmarshal(d *caddyfile.Dispenser) error {
 		case "max_age":
 			var dur caddy.Duration
 			var s string
-			if err = oneArg(d, &s); err == nil {
+			if err = caddyfileargs.One(d, &s); err == nil {
 				if s == "0" || s == "off" {
 					p.MaxAge = &dur
 				} else {
 					var v caddy.Duration
-					v, err = parseDuration(d, s)
+					v, err = caddyfileargs.ParseDuration(d, s)
 					p.MaxAge = &v
 				}
 			}
@@ -243,64 +243,4 @@ func (p *PasswordPolicy) unmarshal(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func intArg(d *caddyfile.Dispenser, dst *int) error {
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return d.Errf("%q is not a non-negative integer", s)
-	}
-	*dst = n
-	return nil
-}
-
-func boolArg(d *caddyfile.Dispenser, dst *bool) error {
-	*dst = true
-	if !d.NextArg() {
-		return nil
-	}
-	switch d.Val() {
-	case "on", "true", "yes":
-	case "off", "false", "no":
-		*dst = false
-	default:
-		return d.Errf("%q is not on or off", d.Val())
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := parseDuration(d, s)
-	*dst = v
-	return err
-}
-
-func parseDuration(d *caddyfile.Dispenser, s string) (caddy.Duration, error) {
-	dur, err := caddy.ParseDuration(s)
-	if err != nil || dur <= 0 {
-		return 0, d.Errf("%q is not a positive duration", s)
-	}
-	return caddy.Duration(dur), nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 )
 
@@ -83,7 +84,7 @@ func (iss *Issuer) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "lifetime":
-			if err := durationArg(d, &iss.Lifetime); err != nil {
+			if err := caddyfileargs.Duration(d, &iss.Lifetime); err != nil {
 				return err
 			}
 		default:

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/auditlog"
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/ca"
 	"github.com/bankedge/bankedge/modules/ca/registry"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
@@ -227,17 +228,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "server_id":
-			err = oneArg(d, &h.ServerID)
+			err = caddyfileargs.One(d, &h.ServerID)
 		case "framing":
-			err = oneArg(d, &h.Framing)
+			err = caddyfileargs.One(d, &h.Framing)
 		case "upstream_framing":
-			err = oneArg(d, &h.UpstreamFraming)
+			err = caddyfileargs.One(d, &h.UpstreamFraming)
 		case "connect_timeout":
-			err = durationArg(d, &h.ConnectTimeout)
+			err = caddyfileargs.Duration(d, &h.ConnectTimeout)
 		case "idle_timeout":
-			err = durationArg(d, &h.IdleTimeout)
+			err = caddyfileargs.Duration(d, &h.IdleTimeout)
 		case "max_fpdu_size":
-			err = intArg(d, &h.MaxFPDUSize)
+			err = caddyfileargs.Int(d, &h.MaxFPDUSize)
 		case "upstream_credentials":
 			args := d.RemainingArgs()
 			if len(args) < 2 || len(args) > 3 {

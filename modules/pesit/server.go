@@ -14,6 +14,7 @@ import (
 	"github.com/mholt/caddy-l4/layer4"
 	"go.uber.org/zap"
 
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 	"github.com/bankedge/bankedge/modules/pesit/peer"
 )
@@ -169,9 +170,9 @@ func (h *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "root":
-			err = oneArg(d, &h.Root)
+			err = caddyfileargs.One(d, &h.Root)
 		case "server_id":
-			err = oneArg(d, &h.ServerID)
+			err = caddyfileargs.One(d, &h.ServerID)
 		case "requester":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -182,15 +183,15 @@ func (h *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Requesters[args[0]] = args[1]
 		case "framing":
-			err = oneArg(d, &h.Framing)
+			err = caddyfileargs.One(d, &h.Framing)
 		case "max_entity_size":
-			err = intArg(d, &h.MaxEntitySize)
+			err = caddyfileargs.Int(d, &h.MaxEntitySize)
 		case "sync_interval_kb":
-			err = intArg(d, &h.SyncIntervalKB)
+			err = caddyfileargs.Int(d, &h.SyncIntervalKB)
 		case "sync_window":
-			err = intArg(d, &h.SyncWindow)
+			err = caddyfileargs.Int(d, &h.SyncWindow)
 		case "idle_timeout":
-			err = durationArg(d, &h.IdleTimeout)
+			err = caddyfileargs.Duration(d, &h.IdleTimeout)
 		default:
 			return d.Errf("unrecognized pesit_server option %q", d.Val())
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/psd2/certheader"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
@@ -600,11 +601,11 @@ func (h *QSEAL) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "profile":
-			err = singleArg(d, &h.Profile)
+			err = caddyfileargs.One(d, &h.Profile)
 		case "trust_pool":
 			h.TrustPoolRaw, err = unmarshalTrustPool(d)
 		case "digest_encoding":
-			err = singleArg(d, &h.DigestEncoding)
+			err = caddyfileargs.One(d, &h.DigestEncoding)
 		case "compact_json_digest":
 			h.CompactJSONDigest, err = unmarshalBool(d)
 		case "sign_base64":
@@ -628,14 +629,14 @@ func (h *QSEAL) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "require_signature":
 			h.RequireSignature, err = unmarshalBool(d)
 		case "max_clock_skew":
-			err = durationArg(d, &h.MaxClockSkew)
+			err = caddyfileargs.Duration(d, &h.MaxClockSkew)
 		case "replay_window":
-			err = durationArg(d, &h.ReplayWindow)
+			err = caddyfileargs.Duration(d, &h.ReplayWindow)
 		case "replay_cache_size":
 			h.ReplayCacheSize, err = unmarshalPositiveInt(d)
 		case "max_body_size":
 			var s string
-			if err = singleArg(d, &s); err == nil {
+			if err = caddyfileargs.One(d, &s); err == nil {
 				var size uint64
 				size, err = humanize.ParseBytes(s)
 				if err != nil || size == 0 {
@@ -652,30 +653,6 @@ func (h *QSEAL) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func singleArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := singleArg(d, &s); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil || dur <= 0 {
-		return d.Errf("invalid duration %q", s)
-	}
-	*dst = caddy.Duration(dur)
 	return nil
 }
 
