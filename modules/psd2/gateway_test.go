@@ -10,12 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/bankedge/bankedge/internal/testpki"
+	"github.com/bankedge/bankedge/modules/psd2"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 	"github.com/bankedge/bankedge/modules/psd2/tppcert"
@@ -52,6 +54,27 @@ func TestGateway(t *testing.T) {
 		_ = jsonCompact(&compact, paymentBody)
 		if r.echo["body"] != compact.String() {
 			t.Errorf("upstream body = %q, want the minified body %q", r.echo["body"], compact.String())
+		}
+	})
+
+	t.Run("piraeus/body buffer is reused once the proxy has closed it", func(t *testing.T) {
+		var reused, kept atomic.Int32
+		hook := func(r bool) {
+			if r {
+				reused.Add(1)
+			} else {
+				kept.Add(1)
+			}
+		}
+		psd2.BodyReleased.Store(&hook)
+		defer psd2.BodyReleased.Store(nil)
+		for range 3 {
+			expectOK(t, f.do(t, request{profile: pir, tls: f.qwac, qseal: f.qseal, url: pay(f.piraeusURL), body: paymentBody}))
+		}
+		// reverse_proxy's transport closes the body when it has sent it,
+		// before the response comes back, so the pool still serves.
+		if reused.Load() != 3 || kept.Load() != 0 {
+			t.Errorf("buffers reused %d, kept out of the pool %d; want 3 and 0", reused.Load(), kept.Load())
 		}
 	})
 

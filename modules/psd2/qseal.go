@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -235,6 +236,11 @@ func (h *QSEAL) Provision(ctx caddy.Context) error {
 	}
 	h.replay = cache.(*memoryReplayCache)
 	h.replay.grow(h.ReplayCacheSize)
+	logger := h.logger
+	h.replay.setWarn(func(evicted uint64, capacity int) {
+		logger.Warn("replay cache full: X-Request-IDs are forgotten before replay_window ends; raise replay_cache_size",
+			zap.Uint64("evicted", evicted), zap.Int("replay_cache_size", capacity))
+	})
 	return nil
 }
 
@@ -278,10 +284,27 @@ type bodyBuffer struct {
 	buf    bytes.Buffer
 	reader bytes.Reader
 	limit  io.LimitedReader
+	// handedOn is set when the buffer becomes r.Body, and closed when its
+	// consumer closes it. http.Transport may go on reading a request body
+	// after RoundTrip returns (an upstream that answers before reading it
+	// all) and closes it when done, so a handed-on buffer is reused only
+	// once closed; otherwise the next request could overwrite bytes still
+	// being sent upstream.
+	handedOn bool
+	closed   atomic.Bool
 }
 
 func (b *bodyBuffer) Read(p []byte) (int, error) { return b.reader.Read(p) }
-func (b *bodyBuffer) Close() error               { return nil }
+func (b *bodyBuffer) Close() error               { b.closed.Store(true); return nil }
+
+// reusable reports whether nothing can still read the buffer.
+func (b *bodyBuffer) reusable() bool {
+	return (!b.handedOn || b.closed.Load()) && b.buf.Cap() <= 4*defaultMaxBody
+}
+
+// bodyReleased, when set by tests, learns whether each request's buffer
+// went back to the pool.
+var bodyReleased atomic.Pointer[func(reused bool)]
 
 var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
 
@@ -289,11 +312,17 @@ var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
 func (h *QSEAL) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	body := bodyPool.Get().(*bodyBuffer)
 	body.buf.Reset()
+	body.handedOn = false
+	body.closed.Store(false)
 	defer func() {
-		// Very large buffers are not kept, so one big body does not pin
-		// memory for the life of the process.
-		if body.buf.Cap() <= 4*defaultMaxBody {
+		// Very large buffers are not kept either, so one big body does
+		// not pin memory for the life of the process.
+		reused := body.reusable()
+		if reused {
 			bodyPool.Put(body)
+		}
+		if hook := bodyReleased.Load(); hook != nil {
+			(*hook)(reused)
 		}
 	}()
 	tpp, rej := h.check(r, body)
@@ -499,6 +528,7 @@ func (h *QSEAL) checkDigest(r *http.Request, body *bodyBuffer) *rejection {
 		_ = r.Body.Close()
 		body.reader.Reset(body.buf.Bytes())
 		r.Body = body
+		body.handedOn = true
 		r.ContentLength = n
 	}
 	if h.digestMatches(digests, body.buf.Bytes()) {

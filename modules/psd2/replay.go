@@ -41,8 +41,9 @@ type memoryReplayCache struct {
 	size     int
 	capacity int
 	// evictedLive counts entries dropped before they expired because the
-	// cache was full; it is reported so operators can raise the size.
+	// cache was full; warn reports it so operators can raise the size.
 	evictedLive uint64
+	warn        func(evicted uint64, capacity int)
 }
 
 func newMemoryReplayCache(capacity int) *memoryReplayCache {
@@ -51,6 +52,16 @@ func newMemoryReplayCache(capacity int) *memoryReplayCache {
 		seen:     make(map[replayKey]int64),
 		capacity: capacity,
 	}
+}
+
+// setWarn sets what is called when entries are dropped before they expire,
+// at the 1st, 2nd, 4th, 8th… such drop so that a full cache cannot flood
+// the log. The handler provisioned last sets it, so it logs with the current
+// configuration.
+func (c *memoryReplayCache) setWarn(warn func(evicted uint64, capacity int)) {
+	c.mu.Lock()
+	c.warn = warn
+	c.mu.Unlock()
 }
 
 // grow raises the capacity; it never shrinks a cache in use.
@@ -76,6 +87,9 @@ func (c *memoryReplayCache) Remember(orgID string, requestID uuid.UUID, now time
 	if c.size >= c.capacity {
 		c.popOldest()
 		c.evictedLive++
+		if c.warn != nil && c.evictedLive&(c.evictedLive-1) == 0 {
+			c.warn(c.evictedLive, c.capacity)
+		}
 	}
 	exp := nowNano + int64(window)
 	c.seen[k] = exp

@@ -75,7 +75,7 @@ qtsp-root.pem. Never let a production gateway trust a sandbox root.`,
 	fl.StringVar(&f.name, "name", "", "organisation name (subject O); default \"Sandbox TPP <org-id>\"")
 	fl.StringVar(&f.ncaName, "nca-name", "", "name of the competent authority (default from the NCA id)")
 	fl.StringVar(&f.keyType, "key-type", "rsa2048", "key of both certificates: rsa2048 or rsa3072 (a QSEAL signs with RSA)")
-	fl.StringVar(&f.p12Password, "p12-password", os.Getenv("BANKEDGE_P12_PASSWORD"), "password of the PKCS#12 files (default $BANKEDGE_P12_PASSWORD, else a random one printed once)")
+	fl.StringVar(&f.p12Password, "p12-password", "", "password of the PKCS#12 files (default $BANKEDGE_P12_PASSWORD, else a random one printed once)")
 	fl.StringVar(&f.dns, "dns", "tpp.example", "DNS name in the QWAC")
 	fl.IntVar(&f.days, "days", 365, "validity in days")
 	fl.StringVar(&f.from, "from", "", "base URL of a gateway's admin API, e.g. http://127.0.0.1:8080, to get the certificates from its CA")
@@ -118,6 +118,9 @@ func (f *certsFlags) newKey() (crypto.Signer, error) {
 }
 
 func (f *certsFlags) run(stdout, stderr io.Writer) error {
+	if f.p12Password == "" {
+		f.p12Password = os.Getenv(p12PasswordEnv)
+	}
 	subject, err := f.subject()
 	if err != nil {
 		return err

@@ -48,6 +48,9 @@ Run "bankedge tpp <command> --help" for the flags of each.
 	})
 }
 
+// p12PasswordEnv holds the PKCS#12 password when --p12-password is not given.
+const p12PasswordEnv = "BANKEDGE_P12_PASSWORD"
+
 // requestFlags are shared by sign and request.
 type requestFlags struct {
 	qseal, qsealKey, qwac, p12Password string
@@ -62,7 +65,9 @@ func (f *requestFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.qseal, "qseal", "", "QSEAL certificate: PEM (key in --qseal-key, the same file or <name>-key.pem) or PKCS#12")
 	fl.StringVar(&f.qsealKey, "qseal-key", "", "QSEAL private key (PEM)")
 	fl.StringVar(&f.qwac, "qwac", "", "QWAC certificate (PEM or PKCS#12), sent in X-Client-Certificate and, for tpp request, in the TLS handshake")
-	fl.StringVar(&f.p12Password, "p12-password", os.Getenv("BANKEDGE_P12_PASSWORD"), "password of PKCS#12 files (default $BANKEDGE_P12_PASSWORD)")
+	// The environment is read when the command runs, not as the flag's
+	// default, which --help and usage errors would print.
+	fl.StringVar(&f.p12Password, "p12-password", "", "password of PKCS#12 files (default $BANKEDGE_P12_PASSWORD)")
 	fl.StringVar(&f.profile, "profile", "berlingroup", "signature profile: piraeus or berlingroup")
 	fl.StringVar(&f.algorithm, "algorithm", "rsa-sha256", "signature algorithm: rsa-sha256 or rsa-sha512")
 	fl.StringVarP(&f.method, "request", "X", "", "HTTP method (default POST with --data, GET without)")
@@ -91,6 +96,9 @@ func (f *requestFlags) sign(rawURL string) (*signed, error) {
 	}
 	if f.qseal == "" {
 		return nil, fmt.Errorf("--qseal is required")
+	}
+	if f.p12Password == "" {
+		f.p12Password = os.Getenv(p12PasswordEnv)
 	}
 	profile, err := httpsig.ProfileByName(f.profile)
 	if err != nil {
