@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -324,9 +325,11 @@ func (c *call) audit(action, outcome string, fields ...zap.Field) {
 	c.log.Info(action, fields...)
 }
 
-func certFields(user string, cert *x509.Certificate, purpose, partner string) []zap.Field {
+// certFields describes an issued certificate for the audit log; the user
+// is added by call.audit.
+func certFields(cert *x509.Certificate, purpose, partner string) []zap.Field {
 	return []zap.Field{
-		zap.String("user", user), zap.String("serial", authority.SerialString(cert.SerialNumber)),
+		zap.String("serial", authority.SerialString(cert.SerialNumber)),
 		zap.String("subject", cert.Subject.String()), zap.String("purpose", purpose), zap.String("partner", partner),
 		zap.Time("not_after", cert.NotAfter),
 	}
@@ -362,6 +365,11 @@ func (c *call) validity() (time.Duration, error) {
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
 		return 0, fail(http.StatusBadRequest, "validityDays must be a positive number of days, got %q", v)
+	}
+	// Beyond this the product overflows and wraps, possibly to a short
+	// positive validity that the CA would accept.
+	if n > int(math.MaxInt64/int64(24*time.Hour)) {
+		return 0, fail(http.StatusBadRequest, "validityDays of %d days exceeds the maximum validity", n)
 	}
 	return time.Duration(n) * 24 * time.Hour, nil
 }

@@ -154,7 +154,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	a.registry = &registry.Registry{Storage: ctx.Storage(), Policy: a.PasswordPolicy.policy()}
+	// Checked here, not in Validate: declared partners use it just below,
+	// and a negative history would panic when a password is set.
+	pol := a.PasswordPolicy.policy()
+	if err := pol.Validate(); err != nil {
+		return fmt.Errorf("bankedge password_policy: %w", err)
+	}
+	a.registry = &registry.Registry{Storage: ctx.Storage(), Policy: pol}
 	if a.Partners != nil {
 		repl := caddy.NewReplacer()
 		for _, in := range a.Partners.Declare {

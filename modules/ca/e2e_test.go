@@ -328,6 +328,7 @@ func TestAPI(t *testing.T) {
 			"weak RSA":        {url.Values{"csrPem": {string(makeCSR(t, weakKey(t), "weak", nil))}}, 400, "2048"},
 			"too long":        {url.Values{"csrPem": {string(csrPEM)}, "validityDays": {"5000"}}, 400, "maximum"},
 			"bad days":        {url.Values{"csrPem": {string(csrPEM)}, "validityDays": {"soon"}}, 400, "validityDays"},
+			"huge days":       {url.Values{"csrPem": {string(csrPEM)}, "validityDays": {"213504"}}, 400, "validityDays"}, // wraps to 25 minutes
 			"bad purpose":     {url.Values{"csrPem": {string(csrPEM)}, "purpose": {"EMAIL"}}, 400, "purpose"},
 			"unknown partner": {url.Values{"csrPem": {string(csrPEM)}, "partnerId": {"NOBODY"}}, 404, ""},
 		} {
@@ -435,6 +436,8 @@ func TestAPI(t *testing.T) {
 		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{"type": {"qwac"}, "orgId": {"BAD"}, "roles": {"PSP_AI"}}, nil), 400, "organizationIdentifier")
 		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{"type": {"qwac"}, "orgId": {"PSDGR-BOG-1"}, "roles": {"PSP_XX"}}, nil), 400, "role")
 		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{"type": {"cert"}, "orgId": {"PSDGR-BOG-1"}, "roles": {"PSP_AI"}}, nil), 400, "type")
+		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{"type": {"qwac"}, "orgId": {"PSDGR-BOG-1"}, "roles": {"PSP_AI"}, "commonName": {"tpp-é.example"}, "keyType": {"ecdsa-p256"}}, nil), 400, "ASCII")
+		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/partner/SRV/generate", url.Values{"commonName": {"café.example"}, "purpose": {"SERVER"}, "keyType": {"ecdsa-p256"}}, nil), 400, "ASCII")
 	})
 
 	t.Run("mTLS with trust_pool bankedge, then revocation", func(t *testing.T) {
@@ -552,6 +555,9 @@ func TestAPI(t *testing.T) {
 				t.Errorf("unexpected logger in audit log: %v", line["logger"])
 			}
 			actions[line["msg"].(string)] = true
+			if n := bytes.Count(sc.Bytes(), []byte(`"user":`)); n != 1 {
+				t.Errorf("%s line has %d user fields: %s", line["msg"], n, sc.Bytes())
+			}
 			if line["msg"] == "ca.revoke" && line["outcome"] == "revoked" && line["user"] != "admin" {
 				t.Errorf("revocation not attributed to admin: %v", line)
 			}
@@ -622,3 +628,26 @@ func headerValue(headers, name string) string {
 }
 
 func bigOne() *big.Int { return big.NewInt(1) }
+
+// A password policy that cannot work is a configuration error. In JSON
+// config (the Caddyfile refuses negative numbers) a negative history made the
+// declared partner's password change panic.
+func TestInvalidPasswordPolicy(t *testing.T) {
+	cfg, _ := json.Marshal(map[string]any{
+		"admin":   map[string]any{"disabled": true, "config": map[string]any{"persist": false}},
+		"storage": map[string]any{"module": "file_system", "root": filepath.Join(t.TempDir(), "storage")},
+		"apps": map[string]any{"bankedge": map[string]any{
+			"ca":              map[string]any{"key_passphrase": "test-ca-passphrase"},
+			"partners":        map[string]any{"declare": []any{map[string]any{"partnerId": "BANK_XYZ", "password": "ComplexPassword123!"}}},
+			"password_policy": map[string]any{"history": -1},
+		}},
+	})
+	err := caddy.Load(cfg, true)
+	if err == nil {
+		_ = caddy.Stop()
+		t.Fatal("a password policy with a negative history was accepted")
+	}
+	if !strings.Contains(err.Error(), "history") {
+		t.Fatalf("error %v does not name the history setting", err)
+	}
+}

@@ -143,7 +143,7 @@ func (h *API) signCSR(c *call, _ []string) error {
 		c.audit("ca.sign", "refused", zap.String("partner", partnerID), zap.String("reason", err.Error()))
 		return caError(err)
 	}
-	c.audit("ca.sign", "issued", certFields(c.user, cert, string(purpose), partnerID)...)
+	c.audit("ca.sign", "issued", certFields(cert, string(purpose), partnerID)...)
 	writeFile(c.w, "application/x-pem-file", "", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
 	return nil
 }
@@ -212,8 +212,7 @@ func (h *API) sendKeystore(c *call, action, holder, purpose string, key crypto.S
 	if err != nil {
 		return fail(http.StatusBadRequest, "encoding the keystore: %v", err)
 	}
-	fields := append(certFields(c.user, cert, purpose, holder), zap.String("format", string(format)))
-	c.audit(action, "issued", fields[1:]...)
+	c.audit(action, "issued", append(certFields(cert, purpose, holder), zap.String("format", string(format)))...)
 	writeFile(c.w, format.ContentType(), safeFilename(holder)+format.Extension(), ks)
 	return nil
 }

@@ -146,7 +146,11 @@ func (c *Config) setDefaults() error {
 		c.Prefix = "bankedge/ca"
 	}
 	if c.Subject.CommonName == "" {
-		c.Subject = pkix.Name{CommonName: "bankedge Private CA", Organization: []string{"bankedge"}}
+		// An organization configured without a common name is kept.
+		c.Subject.CommonName = "bankedge Private CA"
+		if len(c.Subject.Organization) == 0 {
+			c.Subject.Organization = []string{"bankedge"}
+		}
 	}
 	if c.Lifetime == 0 {
 		c.Lifetime = 10 * 365 * 24 * time.Hour

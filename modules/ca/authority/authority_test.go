@@ -9,11 +9,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -402,5 +404,16 @@ func TestOpenStoreFailure(t *testing.T) {
 	}
 	if a != nil || created {
 		t.Errorf("Open returned an Authority (%v, created=%v) with its error", a != nil, created)
+	}
+}
+
+// ca { organization … } without common_name used to be dropped in favour
+// of the whole default subject.
+func TestOrganizationWithoutCommonName(t *testing.T) {
+	t.Parallel()
+	a, _ := newCA(t, func(c *Config) { c.Subject = pkix.Name{Organization: []string{"Example Bank"}} })
+	s := a.Certificate().Subject
+	if s.CommonName != "bankedge Private CA" || !slices.Equal(s.Organization, []string{"Example Bank"}) {
+		t.Fatalf("CA subject %v, want the default CN with organization Example Bank", s)
 	}
 }

@@ -16,8 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Purpose says what an issued certificate is for; it decides the key
@@ -92,6 +94,13 @@ func (a *Authority) Issue(ctx context.Context, req Request) (*x509.Certificate, 
 		return nil, fmt.Errorf("%w: the request has no certificate template", ErrPolicy)
 	}
 	t := *req.Template
+	// x509.CreateCertificate fails on these otherwise, which would look
+	// like a CA fault rather than a bad request.
+	for _, n := range slices.Concat(t.DNSNames, t.EmailAddresses) {
+		if strings.ContainsFunc(n, func(r rune) bool { return r > unicode.MaxASCII }) {
+			return nil, fmt.Errorf("%w: %q is not ASCII: DNS names and e-mail addresses must be (IDNs in their xn-- form)", ErrPolicy, n)
+		}
+	}
 	// x509.CreateCertificate lets ExtraExtensions override the fields set
 	// below, so a template could otherwise turn its certificate into a CA.
 	for _, ext := range t.ExtraExtensions {

@@ -477,3 +477,20 @@ func TestGenerate(t *testing.T) {
 		t.Errorf("Lookup(1): %v", err)
 	}
 }
+
+// A non-ASCII DNS name (a commonName such as café.example) made
+// x509.CreateCertificate fail with an error the API answered with 500.
+func TestIssueRefusesNonASCIINames(t *testing.T) {
+	t.Parallel()
+	a, _ := newCA(t, nil)
+	key := mustECDSA(t, elliptic.P256())
+	for _, tmpl := range []*x509.Certificate{
+		{Subject: pkix.Name{CommonName: "café.example"}, DNSNames: []string{"café.example"}},
+		{Subject: pkix.Name{CommonName: "x"}, EmailAddresses: []string{"é@example.com"}},
+	} {
+		_, err := a.Issue(context.Background(), Request{PublicKey: key.Public(), Template: tmpl, Purpose: PurposeServer, Validity: time.Hour})
+		if !errors.Is(err, ErrPolicy) {
+			t.Errorf("Issue(%v %v) = %v, want ErrPolicy", tmpl.DNSNames, tmpl.EmailAddresses, err)
+		}
+	}
+}
