@@ -126,6 +126,10 @@ func (s *session) accept() bool {
 			continue
 		}
 		s.inR += d.Need
+		if s.h.framing != fpdu.FramingAuto && d.Prefixed != (s.h.framing == fpdu.FramingPrefixed) {
+			s.abort(fpdu.ReasonProtocolError, fmt.Sprintf("CONNECT framing does not match framing %s", s.h.Framing))
+			return false
+		}
 		fp := unit
 		if d.Prefixed {
 			fp = unit[2:]
@@ -233,6 +237,10 @@ func (s *session) acceptConnect(fp []byte) bool {
 	}
 	if c.Version != fpdu.VersionE {
 		s.refuseConnect(fpdu.ReasonVersionUnsupported, fmt.Sprintf("PeSIT version %d", c.Version))
+		return false
+	}
+	if c.AccessType > 2 {
+		s.refuseConnect(fpdu.ReasonBadParameter, fmt.Sprintf("access type (PI 22) %d", c.AccessType))
 		return false
 	}
 	var passwords []string
@@ -452,6 +460,9 @@ func (s *session) auditConnect(outcome string, diag fpdu.Diag, why, serverID str
 		zap.String("tls_subject", s.tlsSubject),
 		zap.String("outcome", outcome),
 		zap.String("diagnostic", diag.String()),
+	}
+	if serverID != "" {
+		fields = append(fields, zap.String("server_id", serverID))
 	}
 	if st := tlsState(s.cx); st != nil && len(st.PeerCertificates) > 0 {
 		sum := sha256.Sum256(st.PeerCertificates[0].Raw)

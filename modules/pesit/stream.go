@@ -200,9 +200,10 @@ func (s *session) fromPartner(f *fpdu.FPDU) (bool, error) {
 // partner may go on with another transfer or release.
 func (s *session) checkTransfer(f *fpdu.FPDU) bool {
 	write := f.Type == fpdu.TypeCreate
+	file, names := fileName(f)
 	x := &transfer{
 		write:   write,
-		file:    paramText(f, fpdu.PIFileName),
+		file:    file,
 		label:   paramText(f, fpdu.PIFileLabel),
 		id:      paramUint(f, fpdu.PITransferID),
 		restart: paramUint(f, fpdu.PIRestart) == 1,
@@ -212,6 +213,8 @@ func (s *session) checkTransfer(f *fpdu.FPDU) bool {
 	switch {
 	case !s.partner.AllowsAccess(write):
 		why = fmt.Sprintf("access type %s does not allow %s", s.partner.AccessType, map[bool]string{true: "writing (CREATE)", false: "reading (SELECT)"}[write])
+	case names > 1:
+		why = "the file name (PI 12) is given more than once"
 	case !s.partner.AllowsFile(x.file):
 		why = fmt.Sprintf("file %q is not in the partner's allowed files", x.file)
 	}
@@ -245,6 +248,37 @@ func (s *session) checkTransfer(f *fpdu.FPDU) bool {
 	}
 	s.auditTransfer(x, "refused by the gateway", diag, why)
 	return false
+}
+
+// fileName returns the file name (PI 12) of a CREATE or SELECT, the one of
+// PGI 9 (where the upstream reads it) if there are several, and how many
+// PI 12 units the FPDU carries. Decode accepts a PI 12 at top level or in
+// another PGI too; f.Get would return that one first, so a partner could
+// show the gateway an allowed name and the upstream another.
+func fileName(f *fpdu.FPDU) (name string, n int) {
+	for _, p := range f.Params {
+		if p.Code == fpdu.PIFileName {
+			if n == 0 {
+				name = p.Text()
+			}
+			n++
+			continue
+		}
+		if !p.IsGroup() {
+			continue
+		}
+		it := p.Children()
+		it.AllowEmpty = true // already validated by Decode
+		for it.Next() {
+			if it.Param().Code == fpdu.PIFileName {
+				if n == 0 || p.Code == fpdu.PGIFileID {
+					name = it.Param().Text()
+				}
+				n++
+			}
+		}
+	}
+	return name, n
 }
 
 func truncate(s string, n int) string {
