@@ -42,7 +42,8 @@ type Server struct {
 	ServerID string `json:"server_id,omitempty"`
 
 	// Requesters maps PI 3 identities to their PI 5 passwords. When empty,
-	// any requester is accepted. Placeholders in passwords are replaced.
+	// any requester is accepted. Placeholders in passwords are replaced; a
+	// password that is empty after that stops the configuration loading.
 	Requesters map[string]string `json:"requesters,omitempty"`
 
 	// Framing is "auto" (default), "prefixed" or "raw".
@@ -90,7 +91,13 @@ func (h *Server) Provision(ctx caddy.Context) error {
 	}
 	requesters := map[string][]byte{}
 	for id, pw := range h.Requesters {
-		requesters[id] = []byte(repl.ReplaceKnown(pw, ""))
+		pw = repl.ReplaceKnown(pw, "")
+		// Most likely an unset environment variable; an empty password
+		// would let anyone in under that requester id.
+		if pw == "" {
+			return fmt.Errorf("pesit_server requester %q: the password is empty", id)
+		}
+		requesters[id] = []byte(pw)
 	}
 	h.srv = &peer.Server{
 		ServerID:       h.ServerID,
