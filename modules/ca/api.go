@@ -422,10 +422,6 @@ func (c *call) keystorePassword(f keystore.Format) (string, error) {
 	if pw := c.form.Get("password"); pw != "" {
 		return pw, nil
 	}
-	if f == keystore.FormatPEM {
-		// An unencrypted PEM key was asked for by giving no password.
-		return "", nil
-	}
 	pw, err := keystore.RandomPassword()
 	if err != nil {
 		return "", err

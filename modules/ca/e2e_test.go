@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.step.sm/crypto/pemutil"
 	"golang.org/x/crypto/bcrypt"
 	"software.sslmate.com/src/go-pkcs12"
 
@@ -441,9 +442,19 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("mTLS with trust_pool bankedge, then revocation", func(t *testing.T) {
-		a := g.call(t, "POST", "/api/v1/certificates/ca/partner/BANK_XYZ/generate", url.Values{"commonName": {"bank-xyz-tls"}, "format": {"pem"}, "password": {""}}, nil)
+		a := g.call(t, "POST", "/api/v1/certificates/ca/partner/BANK_XYZ/generate", url.Values{"commonName": {"bank-xyz-tls"}, "format": {"pem"}}, nil)
 		expectStatus(t, a, 200, "")
-		tlsCert, err := tls.X509KeyPair(a.body, a.body)
+		// Without a password the PEM key is encrypted with a random one too.
+		pw := a.header.Get("X-Keystore-Password")
+		if pw == "" || !bytes.Contains(a.body, []byte("ENCRYPTED PRIVATE KEY")) {
+			t.Fatalf("PEM without a password: header password %t, body:\n%s", pw != "", a.body)
+		}
+		keyBlock, _ := pem.Decode(a.body[bytes.Index(a.body, []byte("-----BEGIN ENCRYPTED PRIVATE KEY")):])
+		keyDER, err := pemutil.DecryptPKCS8PrivateKey(keyBlock.Bytes, []byte(pw))
+		if err != nil {
+			t.Fatalf("decrypting the PEM key with X-Keystore-Password: %v", err)
+		}
+		tlsCert, err := tls.X509KeyPair(a.body, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,15 +46,11 @@ func LoadIdentity(path, keyPath, password string) (*Identity, error) {
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".p12", ".pfx":
-		key, cert, chain, err := pkcs12.DecodeChain(data, password)
+		id, err := DecodePKCS12(data, password)
 		if err != nil {
 			return nil, fmt.Errorf("opening %s: %w", path, err)
 		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%s: key of type %T cannot sign", path, key)
-		}
-		return &Identity{Cert: cert, Key: signer, Chain: chain}, nil
+		return id, nil
 	}
 	certs, key, err := parsePEM(data)
 	if err != nil {
@@ -82,6 +78,20 @@ func LoadIdentity(path, keyPath, password string) (*Identity, error) {
 		return nil, fmt.Errorf("the private key does not belong to the certificate in %s", path)
 	}
 	return &Identity{Cert: certs[0], Key: key, Chain: certs[1:]}, nil
+}
+
+// DecodePKCS12 opens a PKCS#12 keystore holding a key, its certificate and
+// the chain.
+func DecodePKCS12(data []byte, password string) (*Identity, error) {
+	key, cert, chain, err := pkcs12.DecodeChain(data, password)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("key of type %T cannot sign", key)
+	}
+	return &Identity{Cert: cert, Key: signer, Chain: chain}, nil
 }
 
 // LoadCertificate reads the first certificate of a PEM file.

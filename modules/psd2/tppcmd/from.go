@@ -1,9 +1,7 @@
 package tppcmd
 
 import (
-	"crypto"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -46,7 +44,7 @@ func (f *certsFlags) fromGateway(subject tppcert.Subject, stdout, stderr io.Writ
 	for _, kind := range []tppcert.Kind{tppcert.QWAC, tppcert.QSEAL} {
 		form := url.Values{
 			"type": {kind.String()}, "orgId": {subject.OrgID}, "validityDays": {strconv.Itoa(f.days)},
-			"format": {"pem"}, "keyType": {strings.Replace(f.keyType, "rsa", "rsa-", 1)},
+			"format": {"p12"}, "password": {p12Password}, "keyType": {strings.Replace(f.keyType, "rsa", "rsa-", 1)},
 		}
 		var roles []string
 		for _, r := range subject.Roles {
@@ -76,7 +74,7 @@ func (f *certsFlags) fromGateway(subject tppcert.Subject, stdout, stderr io.Writ
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("the gateway refused the %s: %s %s", kind, resp.Status, strings.TrimSpace(string(body)))
 		}
-		id, err := identityFromPEM(body)
+		id, err := tppclient.DecodePKCS12(body, p12Password)
 		if err != nil {
 			return fmt.Errorf("reading the %s from the gateway: %w", kind, err)
 		}
@@ -95,42 +93,4 @@ func (f *certsFlags) fromGateway(subject tppcert.Subject, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "gateway CA (sandbox QTSP): %s\n", filepath.Join(f.out, rootFile))
 	}
 	return nil
-}
-
-// identityFromPEM reads the certificate-first PEM bundle of the CA API.
-func identityFromPEM(b []byte) (*tppclient.Identity, error) {
-	id := new(tppclient.Identity)
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		switch block.Type {
-		case "CERTIFICATE":
-			c, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, err
-			}
-			if id.Cert == nil {
-				id.Cert = c
-			} else {
-				id.Chain = append(id.Chain, c)
-			}
-		case "PRIVATE KEY":
-			k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-			if err != nil {
-				return nil, err
-			}
-			signer, ok := k.(crypto.Signer)
-			if !ok {
-				return nil, fmt.Errorf("key of type %T cannot sign", k)
-			}
-			id.Key = signer
-		}
-	}
-	if id.Cert == nil || id.Key == nil {
-		return nil, errors.New("the answer lacks the certificate or the key")
-	}
-	return id, nil
 }
