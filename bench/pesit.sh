@@ -8,9 +8,18 @@
 #   peers    the PeSIT peer pair, requester straight to pesit_server
 #
 # plus raw TCP through caddy-l4's proxy (l4raw), the reference's "0.26x".
+# Uploads also run into pesitsink, a PeSIT server that checks every FPDU
+# and discards the data, so that the receiver's tmpfs page allocation
+# (1-2.5 s of system CPU per GiB here) does not set the pace:
+#
+#   l4proxy-sink  requester -> caddy-l4 proxy -> pesitsink
+#   gateway-sink  requester -> gateway (pesit + proxy) -> pesitsink
+#   peers-sink    requester -> pesitsink
+#
 # Prints MB/s, the proxy's CPU seconds per GB, and the ratios the issue
 # targets: gateway / l4proxy (>= 1.0) and gateway / direct for uploads
-# (>= 0.6). Everything runs unpinned, as in the reference TCP suite.
+# (>= 0.6), the latter also as gateway-sink / direct. Everything runs
+# unpinned, as in the reference TCP suite.
 #
 #   bench/pesit.sh            # 3 interleaved runs of every path
 #   RUNS=1 SIZE_MB=256 bench/pesit.sh
@@ -28,6 +37,7 @@ mkdir -p "$out" bin
 echo "building (results in $out, data in $shm)" >&2
 (cd .. && go build -o bench/bin/bankedge ./cmd/bankedge)
 go build -o bin/tcpblast ./tcpblast
+go build -o bin/pesitsink ./pesitsink
 
 pki=$out/pki
 mkdir -p "$pki"
@@ -46,6 +56,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 P_SINK=$(port) P_SOURCE=$(port) P_UP=$(port) P_UPTLS=$(port) P_HTTPS=$(port)
 P_RAW_UP=$(port) P_RAW_DOWN=$(port) P_RAW_UP_TLS=$(port) P_RAW_DOWN_TLS=$(port)
 P_PROXY=$(port) P_PROXY_TLS=$(port) P_GW=$(port) P_GW_TLS=$(port)
+P_PSINK=$(port) P_PSINK_TLS=$(port) P_PROXY_SINK=$(port) P_PROXY_SINK_TLS=$(port) P_GW_SINK=$(port) P_GW_SINK_TLS=$(port)
 
 tls_policy="connection_policy {
 					default_sni localhost
@@ -119,6 +130,10 @@ $(proxied $P_PROXY $P_UP "" plain)
 $(proxied $P_PROXY_TLS $P_UP "" tls)
 $(proxied $P_GW $P_UP "$gw" plain)
 $(proxied $P_GW_TLS $P_UP "$gw" tls)
+$(proxied $P_PROXY_SINK $P_PSINK "" plain)
+$(proxied $P_PROXY_SINK_TLS $P_PSINK "" tls)
+$(proxied $P_GW_SINK $P_PSINK "$gw" plain)
+$(proxied $P_GW_SINK_TLS $P_PSINK "$gw" tls)
 	}" $P_HTTPS >"$out/proxy.caddyfile"
 
 pids=()
@@ -131,13 +146,18 @@ bin/tcpblast sink -listen 127.0.0.1:$P_SINK >/dev/null &
 pids+=($!)
 bin/tcpblast source -listen 127.0.0.1:$P_SOURCE -bytes $bytes >/dev/null &
 pids+=($!)
+# The discard sink: plain for the proxies, mTLS for peers-sink over TLS.
+bin/pesitsink -listen 127.0.0.1:$P_PSINK -tls-listen 127.0.0.1:$P_PSINK_TLS \
+	-cert "$pki/localhost.pem" -key "$pki/localhost-key.pem" -ca "$pki/ca.pem" >/dev/null 2>"$out/sink.log" &
+sink=$!
+pids+=($sink)
 XDG_DATA_HOME=$PWD/$out/xdg XDG_CONFIG_HOME=$PWD/$out/xdg bin/bankedge run --config "$out/upstream.caddyfile" --adapter caddyfile >"$out/upstream.log" 2>&1 &
 upstream=$!
 pids+=($upstream)
 XDG_DATA_HOME=$PWD/$out/xdg XDG_CONFIG_HOME=$PWD/$out/xdg BANKEDGE_CA_PASSWORD=x bin/bankedge run --config "$out/proxy.caddyfile" --adapter caddyfile >"$out/proxy.log" 2>&1 &
 proxy=$!
 pids+=($proxy)
-for p in $P_SINK $P_SOURCE $P_UP $P_UPTLS $P_GW $P_GW_TLS $P_PROXY $P_RAW_UP; do wait_port 127.0.0.1 $p; done
+for p in $P_SINK $P_SOURCE $P_UP $P_UPTLS $P_GW $P_GW_TLS $P_PROXY $P_RAW_UP $P_PSINK $P_PSINK_TLS $P_GW_SINK; do wait_port 127.0.0.1 $p; done
 
 echo "making a ${SIZE_MB} MiB file" >&2
 head -c $bytes /dev/urandom >"$shm/upload.bin"
@@ -182,6 +202,7 @@ print(label, d, tr, "mbps=%.1f" % (int(n) / 1e6 / secs), "seconds=%.2f" % secs,
 ' "$label" "$dir" "$tr" "$t0" "$t1" "$c0" "$c1" "$clk" $bytes "$(load1)" $((s1 - s0)) | tee -a "$results"
 }
 
+sinks=0 # uploads into pesitsink, checked against its log at the end
 for run in $(seq "$RUNS"); do
 	for tr in $TRANSPORTS; do
 		for dir in up down; do
@@ -191,19 +212,35 @@ for run in $(seq "$RUNS"); do
 				measure l4proxy $dir $tr $proxy pesit $dir plain $P_PROXY
 				measure gateway $dir $tr $proxy pesit $dir plain $P_GW
 				measure peers $dir $tr $upstream pesit $dir plain $P_UP
+				if [ $dir = up ]; then
+					measure l4proxy-sink $dir $tr $proxy pesit $dir plain $P_PROXY_SINK
+					measure gateway-sink $dir $tr $proxy pesit $dir plain $P_GW_SINK
+					measure peers-sink $dir $tr $sink pesit $dir plain $P_PSINK
+					sinks=$((sinks + 3))
+				fi
 			else
 				measure l4raw $dir $tr $proxy blast $dir tls $([ $dir = up ] && echo $P_RAW_UP_TLS || echo $P_RAW_DOWN_TLS)
 				measure l4proxy $dir $tr $proxy pesit $dir tls $P_PROXY_TLS
 				measure gateway $dir $tr $proxy pesit $dir tls $P_GW_TLS
 				measure peers $dir $tr $upstream pesit $dir tls $P_UPTLS
+				if [ $dir = up ]; then
+					measure l4proxy-sink $dir $tr $proxy pesit $dir tls $P_PROXY_SINK_TLS
+					measure gateway-sink $dir $tr $proxy pesit $dir tls $P_GW_SINK_TLS
+					measure peers-sink $dir $tr $sink pesit $dir tls $P_PSINK_TLS
+					sinks=$((sinks + 3))
+				fi
 			fi
 		done
 	done
 done
 cmp "$shm/upload.bin" "$shm/files/UPLOAD.BIN" || { echo "the uploaded file differs at the server" >&2; exit 1; }
+# Each upload into the sink must have ended with the whole size counted,
+# ACK(TRANS.END) agreed and CRF clean.
+good=$(grep -c "received UPLOAD.BIN bytes=$bytes .* ok=true outcome=deselected" "$out/sink.log" || true)
+[ "$good" = "$sinks" ] || { echo "pesitsink logged $good good uploads of $sinks (see $out/sink.log)" >&2; exit 1; }
 
 echo
-echo "== medians over $RUNS runs (MB/s, CPU s/GB of the proxy; for peers, of the server)"
+echo "== medians over $RUNS runs (MB/s, CPU s/GB of the proxy; for peers and peers-sink, of the server)"
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = {}
@@ -212,9 +249,10 @@ for line in open(sys.argv[1]):
     kv = dict(x.split("=", 1) for x in f[3:])
     rows.setdefault((f[0], f[1], f[2]), []).append(kv)
 med = lambda k, key: statistics.median(float(x[key]) for x in rows[k]) if k in rows else None
-fmt = "{:<9} {:<5} {:<5} {:>9} {:>18} {:>12}"
+fmt = "{:<13} {:<5} {:<5} {:>9} {:>18} {:>12}"
+order = ["direct", "l4raw", "l4proxy", "gateway", "peers", "l4proxy-sink", "gateway-sink", "peers-sink"]
 print(fmt.format("path", "dir", "net", "MB/s", "[min..max]", "CPU s/GB"))
-for k in sorted(rows, key=lambda k: (k[2], k[1], ["direct", "l4raw", "l4proxy", "gateway", "peers"].index(k[0]))):
+for k in sorted(rows, key=lambda k: (k[2], k[1], order.index(k[0]))):
     v = [float(x["mbps"]) for x in rows[k]]
     print(fmt.format(*k, "%.0f" % med(k, "mbps"), "[%.0f..%.0f]" % (min(v), max(v)), "%.2f" % med(k, "proxy_cpu_s_per_gb")))
 print()
@@ -226,4 +264,18 @@ for tr in ("plain", "tls"):
             if direct:
                 line += "   gateway / direct TCP = %.2fx" % (g / direct)
             print(line)
+print()
+# Uploads into the discard sink: the receiver's file writes are out of the
+# way, so these ratios are about the gateway itself.
+for tr in ("plain", "tls"):
+    gs, ps, cs = (med((p, "up", tr), "mbps") for p in ("gateway-sink", "peers-sink", "l4proxy-sink"))
+    direct = med(("direct", "up", "plain"), "mbps")
+    if not gs:
+        continue
+    line = "%-5s up   sink: gateway-sink / direct TCP = %.2fx" % (tr, gs / direct) if direct else "%-5s up   sink:" % tr
+    if ps:
+        line += "   gateway-sink / peers-sink = %.2fx" % (gs / ps)
+    if cs:
+        line += "   gateway-sink / l4proxy-sink = %.2fx" % (gs / cs)
+    print(line)
 PY
