@@ -71,6 +71,9 @@ type session struct {
 	xfer         *transfer
 	releaseDiag  fpdu.Diag
 	fatal        atomic.Bool
+	// partnerGone is set when a read from the partner failed other than by
+	// the idle timeout: EOF or a broken connection.
+	partnerGone atomic.Bool
 }
 
 func newSession(h *Handler, cx *layer4.Connection) *session {
@@ -485,11 +488,29 @@ func (s *session) SetReadDeadline(t time.Time) error  { return s.client.SetReadD
 func (s *session) SetWriteDeadline(t time.Time) error { return s.client.SetWriteDeadline(t) }
 
 // CloseWrite is called by the proxy when the upstream has finished. If it
-// never answered the CONNECT, the partner gets an RCONNECT rather than a
-// silent close.
+// never answered the CONNECT, the partner gets an RCONNECT, and if it left
+// an open session (no RELEASE or ABORT) an ABORT 3-310, rather than a
+// silent close; neither when the partner left first or the gateway has
+// already ended the session.
 func (s *session) CloseWrite() error {
-	if !s.answered.Load() && !s.fatal.Load() {
-		s.refuseConnect(fpdu.ReasonNetworkIncident, "upstream closed without answering the CONNECT")
+	s.mu.Lock()
+	ended := s.ended
+	s.mu.Unlock()
+	switch {
+	case !s.answered.Load():
+		if !s.fatal.Swap(true) {
+			s.refuseConnect(fpdu.ReasonNetworkIncident, "upstream closed without answering the CONNECT")
+			// Read may be waiting for the answer to the gateway's
+			// pre-connection: it need not wait for connect_timeout.
+			select {
+			case s.preAck <- errSessionEnded:
+			default:
+			}
+		}
+	case !ended && !s.partnerGone.Load():
+		if !s.fatal.Swap(true) {
+			s.abort(fpdu.ReasonNetworkIncident, "upstream closed the session without RELEASE or ABORT")
+		}
 	}
 	if cw, ok := s.client.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()

@@ -31,6 +31,10 @@ func (s *session) Read(p []byte) (int, error) {
 			// follows once the upstream accepted it.
 			select {
 			case err := <-s.preAck:
+				if s.fatal.Load() {
+					// CloseWrite has refused the partner already.
+					return 0, errSessionEnded
+				}
 				if err != nil {
 					s.refuseConnect(fpdu.ReasonNetworkIncident, err.Error())
 					s.fatal.Store(true)
@@ -81,6 +85,8 @@ func (s *session) readError(err error) error {
 		s.fatal.Store(true)
 	case errors.Is(err, fpdu.ErrTooLarge), errors.Is(err, fpdu.ErrMalformed):
 		s.protocolError(err)
+	default:
+		s.partnerGone.Store(true)
 	}
 	return err
 }
