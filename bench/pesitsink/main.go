@@ -146,10 +146,7 @@ const (
 	stClosed   // ACK(CRF) sent
 )
 
-const (
-	minEntity     = 16     // smallest PI 25 accepted, as the peer package
-	maxSyncNumber = 999999 // largest PI 20
-)
+const minEntity = 16 // smallest PI 25 accepted, as the peer package
 
 type session struct {
 	conn    net.Conn
@@ -512,9 +509,9 @@ func (s *session) receive() (bool, error) {
 			if inSeg {
 				return true, s.protocol(protoErr("SYN inside a segmented article"))
 			}
-			n, err := syncNumber(b)
+			n, err := fpdu.ParseSyncNumber(b)
 			if err != nil {
-				return true, s.protocol(err)
+				return true, s.protocol(badParam("%v", err))
 			}
 			if n != last+1 {
 				return true, s.protocol(protoErr("SYN %d after sync point %d", n, last))
@@ -526,7 +523,7 @@ func (s *session) receive() (bool, error) {
 				if s.framing == fpdu.FramingPrefixed {
 					ack = append(ack, 0, 0)
 				}
-				ack = appendSync(ack, fpdu.TypeAckSyn, s.peer, n)
+				ack = fpdu.AppendSync(ack, fpdu.TypeAckSyn, s.peer, n)
 				if s.framing == fpdu.FramingPrefixed {
 					binary.BigEndian.PutUint16(ack, uint16(len(ack)-2))
 				}
@@ -608,40 +605,4 @@ func diag(f *fpdu.FPDU) (fpdu.Diag, error) {
 		return fpdu.DiagOK, nil
 	}
 	return fpdu.ParseDiag(p.Value)
-}
-
-// syncNumber reads PI 20, the only parameter of a SYN.
-func syncNumber(b []byte) (uint32, error) {
-	it := fpdu.NewParamIter(b[fpdu.HeaderLen:])
-	var n uint64
-	found := false
-	for it.Next() {
-		p := it.Param()
-		if p.Code != fpdu.PISyncNumber || found {
-			return 0, protoErr("unexpected PI %d in SYN", p.Code)
-		}
-		v, err := p.Uint()
-		if err != nil || v == 0 || v > maxSyncNumber {
-			return 0, badParam("bad sync point number")
-		}
-		n, found = v, true
-	}
-	if it.Err() != nil || !found {
-		return 0, badParam("SYN without PI 20")
-	}
-	return uint32(n), nil
-}
-
-// appendSync appends an ACK(SYN) with PI 20 = n in the fewest bytes, as the
-// peer package does.
-func appendSync(dst []byte, t fpdu.Type, dstID byte, n uint32) []byte {
-	var v [4]byte
-	binary.BigEndian.PutUint32(v[:], n)
-	i := 0
-	for i < 3 && v[i] == 0 {
-		i++
-	}
-	total := fpdu.HeaderLen + 2 + 4 - i
-	dst = append(dst, byte(total>>8), byte(total), t.Phase(), t.Code(), dstID, 0, fpdu.PISyncNumber, byte(4-i))
-	return append(dst, v[i:]...)
 }

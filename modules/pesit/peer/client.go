@@ -546,7 +546,7 @@ func (c *Client) Send(ctx context.Context, name string, src io.ReadSeeker, size 
 	switch {
 	case point > 0 && !opts.Restart:
 		return res, c.protocol(protoErr("ACK(WRITE) restart point %d for a new transfer", point))
-	case point > maxSyncNumber || (point > 0 && st == 0) || offset > size:
+	case point > fpdu.MaxSyncNumber || (point > 0 && st == 0) || offset > size:
 		return res, c.protocol(protoErr("ACK(WRITE) restart point %d beyond the file", point))
 	}
 	if _, err := src.Seek(offset, io.SeekStart); err != nil {

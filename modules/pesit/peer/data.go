@@ -182,7 +182,7 @@ func (s *sender) pump(src *chunkReader) error {
 		if len(a) == 0 {
 			break
 		}
-		if s.p.interval > 0 && s.since > 0 && s.since+int64(len(a)) > s.p.interval && s.sent.Load() < maxSyncNumber {
+		if s.p.interval > 0 && s.since > 0 && s.since+int64(len(a)) > s.p.interval && s.sent.Load() < fpdu.MaxSyncNumber {
 			if err := s.syncPoint(); err != nil {
 				return err
 			}
@@ -338,11 +338,11 @@ func (s *sender) syncPoint() error {
 			}
 		}
 	}
-	if err := s.reserve(syncFPDULen(n)); err != nil {
+	if err := s.reserve(fpdu.SyncLen(n)); err != nil {
 		return err
 	}
 	s.sent.Store(n)
-	s.out = appendSyncFPDU(s.out, fpdu.TypeSyn, s.p.peer, n)
+	s.out = fpdu.AppendSync(s.out, fpdu.TypeSyn, s.p.peer, n)
 	s.closeNSDU()
 	s.since = 0
 	s.st.syncs++
@@ -599,9 +599,9 @@ func (r *receiver) flush() error {
 func (r *receiver) sendAck(n uint32) error {
 	b := r.ack[:0]
 	if r.l.framing == fpdu.FramingPrefixed {
-		b = append(b, 0, byte(syncFPDULen(n)))
+		b = append(b, 0, byte(fpdu.SyncLen(n)))
 	}
-	b = appendSyncFPDU(b, fpdu.TypeAckSyn, r.p.peer, n)
+	b = fpdu.AppendSync(b, fpdu.TypeAckSyn, r.p.peer, n)
 	r.ack = b
 	_, err := r.l.conn.Write(b)
 	return err

@@ -80,7 +80,7 @@ func sessionSeeds(tb testing.TB) [][]byte {
 	dtf, _ := fpdu.AppendArticles(nil, y, []byte("hello"), []byte("world"))
 	da, _ := fpdu.AppendData(nil, fpdu.TypeDTFDA, y, []byte("seg"))
 	fa, _ := fpdu.AppendData(nil, fpdu.TypeDTFFA, y, []byte("ment"))
-	syn := appendSyncFPDU(nil, fpdu.TypeSyn, y, 1)
+	syn := fpdu.AppendSync(nil, fpdu.TypeSyn, y, 1)
 	dtfEnd := mustFPDU(tb, fpdu.TypeDTFEnd, y, 0, fpdu.DiagOK.Param())
 	transEnd := mustFPDU(tb, fpdu.TypeTransEnd, y, 0, fpdu.PIUint(fpdu.PIByteCount, 17, 1), fpdu.PIUint(fpdu.PIArticleCount, 3, 1))
 	crf := mustFPDU(tb, fpdu.TypeCRF, y, 0, fpdu.DiagOK.Param())

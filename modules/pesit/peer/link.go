@@ -143,58 +143,15 @@ func (l *link) abort(d fpdu.Diag) {
 	_ = l.conn.Close()
 }
 
-// appendSyncFPDU appends SYN or ACK(SYN) with PI 20 = n, without
-// allocating (fpdu.PIUint would).
-func appendSyncFPDU(dst []byte, t fpdu.Type, dstID byte, n uint32) []byte {
-	var v [4]byte
-	binary.BigEndian.PutUint32(v[:], n)
-	i := 0
-	for i < 3 && v[i] == 0 {
-		i++
-	}
-	l := 4 - i
-	total := fpdu.HeaderLen + 2 + l
-	dst = append(dst, byte(total>>8), byte(total), t.Phase(), t.Code(), dstID, 0, fpdu.PISyncNumber, byte(l))
-	return append(dst, v[i:]...)
-}
-
-// syncFPDULen is the length of the FPDU appendSyncFPDU builds.
-func syncFPDULen(n uint32) int {
-	switch {
-	case n < 1<<8:
-		return 9
-	case n < 1<<16:
-		return 10
-	case n < 1<<24:
-		return 11
-	}
-	return 12
-}
-
-// syncNumber extracts PI 20 from a SYN or ACK(SYN) without allocating.
+// syncNumber reads PI 20 from a SYN or ACK(SYN); a bad one is a protocol
+// error of the peer.
 func syncNumber(b []byte) (uint32, error) {
-	it := fpdu.NewParamIter(b[fpdu.HeaderLen:])
-	var n uint64
-	found := false
-	for it.Next() {
-		p := it.Param()
-		if p.Code != fpdu.PISyncNumber || found {
-			return 0, protoErr("unexpected PI %d in sync FPDU", p.Code)
-		}
-		v, err := p.Uint()
-		if err != nil || v == 0 || v > maxSyncNumber {
-			return 0, protoErr("bad sync point number")
-		}
-		n, found = v, true
+	n, err := fpdu.ParseSyncNumber(b)
+	if err != nil {
+		return 0, protoErr("%v", err)
 	}
-	if it.Err() != nil || !found {
-		return 0, protoErr("sync FPDU without PI 20")
-	}
-	return uint32(n), nil
+	return n, nil
 }
-
-// maxSyncNumber is the largest PI 20 value PeSIT allows.
-const maxSyncNumber = 999999
 
 // getUint returns the numeric value of PI code in f, with ok = false when
 // absent.

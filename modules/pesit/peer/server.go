@@ -539,7 +539,7 @@ func (ss *session) openPart() error {
 	if x.restart {
 		st, ok := loadState(ss.root, x.state)
 		if ok && st.Requester == ss.requester && st.Name == x.name && st.TransferID == x.tid &&
-			st.SyncKB == ss.syncKB && st.Article == x.article && st.SyncPoint > 0 && st.SyncPoint <= maxSyncNumber {
+			st.SyncKB == ss.syncKB && st.Article == x.article && st.SyncPoint > 0 && st.SyncPoint <= fpdu.MaxSyncNumber {
 			f, err := openNoFollow(ss.root, x.part, os.O_RDWR)
 			if err == nil {
 				fi, err := f.Stat()
@@ -650,7 +650,7 @@ func (ss *session) endOfData(b []byte) error {
 func (ss *session) sendFile(f *fpdu.FPDU) ([]byte, bool, error) {
 	x := ss.xfer
 	point, _, err := getUint(f, fpdu.PIRestartPoint)
-	if err != nil || point > maxSyncNumber {
+	if err != nil || point > fpdu.MaxSyncNumber {
 		return nil, true, ss.protocol(badParam("READ PI 18 illegal"))
 	}
 	st := stride(ss.syncKB, x.article)

@@ -3,7 +3,6 @@ package peer
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -347,23 +346,6 @@ func TestStride(t *testing.T) {
 	} {
 		if got := stride(tc.kb, tc.art); got != tc.want {
 			t.Errorf("stride(%d KB, %d) = %d, want %d", tc.kb, tc.art, got, tc.want)
-		}
-	}
-	var b []byte
-	for _, n := range []uint32{1, 255, 256, 65535, 65536, 999999} {
-		b = appendSyncFPDU(b[:0], fpdu.TypeSyn, 5, n)
-		if len(b) != syncFPDULen(n) || int(binary.BigEndian.Uint16(b)) != len(b) {
-			t.Fatalf("SYN %d: % x", n, b)
-		}
-		f, err := fpdu.Decode(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v, _, _ := getUint(&f, fpdu.PISyncNumber); v != uint64(n) {
-			t.Fatalf("SYN %d decoded as %d", n, v)
-		}
-		if got, err := syncNumber(b); err != nil || got != n {
-			t.Fatalf("syncNumber: %d, %v", got, err)
 		}
 	}
 }
