@@ -388,6 +388,19 @@ func (p *rawPeer) connect(access byte) {
 	p.y = f.SrcID
 }
 
+// startWrite creates file name (transfer id, 4096-byte entities), opens it
+// and starts writing: CREATE, ORF and WRITE, each acknowledged.
+func (p *rawPeer) startWrite(name string, id uint64) {
+	p.t.Helper()
+	p.send(mustFPDU(p.t, fpdu.TypeCreate, p.y, 0, fpdu.PGI(fpdu.PGIFileID, fpdu.PIString(fpdu.PIFileName, name)),
+		fpdu.PIUint(fpdu.PITransferID, id, 1), fpdu.PIUint(fpdu.PIMaxEntitySize, 4096, 2)))
+	p.expect(fpdu.TypeAckCreate, fpdu.DiagOK)
+	p.send(mustFPDU(p.t, fpdu.TypeORF, p.y, 0))
+	p.expect(fpdu.TypeAckORF, fpdu.DiagOK)
+	p.send(mustFPDU(p.t, fpdu.TypeWrite, p.y, 0))
+	p.expect(fpdu.TypeAckWrite, fpdu.DiagOK)
+}
+
 // closed reports whether the server closed the connection (EOF) within d.
 func (p *rawPeer) closed(d time.Duration) error {
 	_ = p.conn.SetReadDeadline(time.Now().Add(d))
