@@ -40,6 +40,11 @@ type Server struct {
 	Port int
 	// Dir holds the append-only file and the log.
 	Dir string
+	// BusPort is the cluster bus port of a Redis Cluster node.
+	BusPort int
+
+	// argv are the redis-server arguments, kept for restarts.
+	argv []string
 
 	t       testing.TB
 	binary  string
@@ -63,6 +68,13 @@ func Binary() (string, error) {
 // when redis-server is absent.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, nil)
+}
+
+// start runs redis-server with the arguments args gives for the port and
+// directory (dataArgs when nil).
+func start(t testing.TB, args func(port int, dir string) []string) *Server {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Skip(err.Error())
@@ -74,6 +86,10 @@ func Start(t testing.TB) *Server {
 	for range 5 {
 		s.Port = testcaddy.FreePort(t)
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
+		if args == nil {
+			args = dataArgs
+		}
+		s.argv = args(s.Port, s.Dir)
 		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.cleanup)
 			return s
@@ -83,23 +99,58 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func (s *Server) args() []string {
+// dataArgs are the arguments of a data node: loopback only, append-only
+// file fsynced at every write, no RDB snapshots (what survives a restart is
+// the append-only file alone, as the tests claim).
+func dataArgs(port int, dir string) []string {
 	return []string{
-		"--port", strconv.Itoa(s.Port),
+		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
-		"--dir", s.Dir,
+		"--dir", dir,
 		"--appendonly", "yes",
 		"--appendfsync", "always",
-		// No RDB snapshots: what survives a restart is the append-only
-		// file alone, as the tests claim.
 		"--save", "",
 		"--daemonize", "no",
-		"--logfile", filepath.Join(s.Dir, "redis.log"),
+		"--logfile", filepath.Join(dir, "redis.log"),
 	}
 }
 
+// StartCluster runs a Redis Cluster of n masters (no replicas), the slots
+// split evenly between them, and waits until every node says the cluster is
+// ok. The nodes' cluster bus ports are free ports too.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	nodes := make([]*Server, n)
+	for i := range nodes {
+		bus := testcaddy.FreePort(t)
+		nodes[i] = start(t, func(port int, dir string) []string {
+			return append(dataArgs(port, dir), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+				"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "2000")
+		})
+		nodes[i].BusPort = bus
+		nodes[i].MustDo("CLUSTER", "ADDSLOTSRANGE", strconv.Itoa(i*16384/n), strconv.Itoa((i+1)*16384/n-1))
+	}
+	for _, node := range nodes[1:] {
+		nodes[0].MustDo("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(node.Port), strconv.Itoa(node.BusPort))
+	}
+	deadline := time.Now().Add(startTimeout)
+	for _, node := range nodes {
+		for {
+			info, err := node.Do("CLUSTER", "INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Redis Cluster not ok within %v: %s", startTimeout, info)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
 func (s *Server) start() error {
-	cmd := exec.Command(s.binary, s.args()...)
+	cmd := exec.Command(s.binary, s.argv...)
 	cmd.Dir = s.Dir
 	if err := cmd.Start(); err != nil {
 		return err
@@ -157,6 +208,54 @@ func (s *Server) signal(sig syscall.Signal) {
 		_ = cmd.Process.Kill()
 		<-exited
 		s.t.Errorf("redis-server did not exit on %v within %v", sig, startTimeout)
+	}
+}
+
+// StartReplica runs a data node that replicates master, and waits until
+// the link is up.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	r := start(t, func(port int, dir string) []string {
+		return append(dataArgs(port, dir), "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	})
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := r.Do("INFO", "replication")
+		if err == nil && strings.Contains(info, "master_link_status:up") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica not linked within %v: %s", startTimeout, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// StartSentinel runs a Sentinel monitoring master under name, with a
+// quorum of 1 and short failure detection, and waits until it knows the
+// master.
+func StartSentinel(t testing.TB, master *Server, name string) *Server {
+	t.Helper()
+	s := start(t, func(port int, dir string) []string {
+		conf := filepath.Join(dir, "sentinel.conf")
+		text := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\n",
+			name, master.Port, name, name)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{conf, "--sentinel", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log")}
+	})
+	deadline := time.Now().Add(startTimeout)
+	for {
+		addr, err := s.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+		if err == nil && addr == "127.0.0.1\n"+strconv.Itoa(master.Port) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel does not know master %s within %v: %s %v", name, startTimeout, addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -181,7 +181,7 @@ func From(ctx caddy.Context) (*State, error) {
 		key = redisIdentity(rs)
 		build = func() (caddy.Destructor, error) {
 			h := newHub()
-			st, err := newRedisStore(rs.GetClient(), redisSettings(rs), rs.KeyPrefix, *currentTiming.Load(), h, caddy.Log().Named("bankedge.cluster"))
+			st, err := newRedisStore(rs.GetClient(), sentinelOf(rs), redisSettings(rs), rs.KeyPrefix, *currentTiming.Load(), h, caddy.Log().Named("bankedge.cluster"))
 			if err != nil {
 				return nil, err
 			}

@@ -16,7 +16,7 @@ func NewRedisInstance(t testing.TB, addr, prefix string, log *zap.Logger) *State
 	src := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = src.Close() })
 	h := newHub()
-	st, err := newRedisStore(src, "test", prefix, *currentTiming.Load(), h, log)
+	st, err := newRedisStore(src, nil, "test", prefix, *currentTiming.Load(), h, log)
 	if err != nil {
 		t.Fatal(err)
 	}

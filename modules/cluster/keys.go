@@ -91,6 +91,20 @@ func redisIdentity(rs *storageredis.RedisStorage) string {
 		rs.ClientType, strings.Join(addrs, ","), rs.MasterName, rs.DB, rs.KeyPrefix)
 }
 
+// sentinelOf returns the Sentinel settings of a storage in failover mode.
+func sentinelOf(rs *storageredis.RedisStorage) *sentinelSettings {
+	if rs.ClientType != "failover" {
+		return nil
+	}
+	db, _ := strconv.Atoi(string(rs.DB)) // validated by the storage's provisioning
+	return &sentinelSettings{
+		masterName:       rs.MasterName,
+		sentinelAddrs:    slices.Clone(rs.Address),
+		sentinelPassword: rs.SentinelPassword,
+		db:               db,
+	}
+}
+
 // storageIdentity names any other storage, for the in-process engine.
 func storageIdentity(s certmagic.Storage) string {
 	if st, ok := s.(fmt.Stringer); ok {

@@ -94,13 +94,15 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
 
 // go-redis prints every failed dial and reconnection itself, which would
 // be one line per operation during an outage; the engine reports an outage
-// once per burst, so go-redis's lines go to Caddy's log at debug level.
-var quietRedisOnce sync.Once
+// once per burst, so go-redis's lines go to Caddy's log at debug level. Set
+// at initialisation: go-redis reads its logger without synchronisation, so
+// it must be set before any client (the storage's included) exists.
+func init() { redis.SetLogger(redisLog{}) }
 
-type redisLog struct{ log *zap.Logger }
+type redisLog struct{}
 
-func (l redisLog) Printf(_ context.Context, format string, v ...any) {
-	l.log.Debug(fmt.Sprintf(format, v...))
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("redis").Debug(fmt.Sprintf(format, v...))
 }
 
 // envelope is a notification on the events channel.
@@ -140,6 +142,7 @@ type redisStore struct {
 	seq      atomic.Uint64
 	cur      atomic.Pointer[clientRef]
 	claims   *claimBatcher
+	sentinel *sentinelSettings
 
 	mu      sync.Mutex
 	held    map[string]map[string]struct{} // session key -> lease members held here
@@ -159,9 +162,8 @@ type redisStore struct {
 // newRedisStore makes the engine's own client from the storage's client src
 // (see the package documentation for why) and starts the lease renewer and
 // the subscriber.
-func newRedisStore(src any, settings string, prefix string, t Timing, h *hub, log *zap.Logger) (*redisStore, error) {
-	quietRedisOnce.Do(func() { redis.SetLogger(redisLog{caddy.Log().Named("redis")}) })
-	c, err := deriveClient(src, t)
+func newRedisStore(src any, sentinel *sentinelSettings, settings string, prefix string, t Timing, h *hub, log *zap.Logger) (*redisStore, error) {
+	c, err := deriveClient(src, sentinel, t)
 	if err != nil {
 		return nil, err
 	}
@@ -178,6 +180,7 @@ func newRedisStore(src any, settings string, prefix string, t Timing, h *hub, lo
 		pending:  make(map[leaseRef]time.Time),
 		renewC:   make(chan struct{}),
 	}
+	r.sentinel = sentinel
 	r.claims = &claimBatcher{r: r, maxInflight: claimPipelines, maxBatch: 256}
 	r.cur.Store(&clientRef{c: c, fingerprint: settings})
 	r.bg, r.stop = context.WithCancel(context.Background())
@@ -187,11 +190,20 @@ func newRedisStore(src any, settings string, prefix string, t Timing, h *hub, lo
 	return r, nil
 }
 
+// sentinelSettings are what a Sentinel (failover) client needs beyond the
+// options of the cluster client the storage builds for that mode.
+type sentinelSettings struct {
+	masterName       string
+	sentinelAddrs    []string
+	sentinelPassword string
+	db               int
+}
+
 // deriveClient clones the options of the storage's client with the
 // engine's bounds: short dial, read, write and pool waits, the caller's
 // context deadline honoured, and no retry, so that every operation is one
 // attempt of at most Timing.Op.
-func deriveClient(src any, t Timing) (redis.UniversalClient, error) {
+func deriveClient(src any, sentinel *sentinelSettings, t Timing) (redis.UniversalClient, error) {
 	switch c := src.(type) {
 	case *redis.Client:
 		o := *c.Options()
@@ -201,26 +213,39 @@ func deriveClient(src any, t Timing) (redis.UniversalClient, error) {
 		o.ContextTimeoutEnabled = true
 		o.MaxRetries, o.DialerRetries = -1, 1
 		o.ClientName = "bankedge"
-		if o.MaintNotificationsConfig != nil {
-			mc := *o.MaintNotificationsConfig
-			o.MaintNotificationsConfig = &mc
-		}
 		return redis.NewClient(&o), nil
 	case *redis.ClusterClient:
-		// Redis Cluster, and Sentinel (failover) mode, which the storage
-		// module builds as a cluster client whose slots come from the
-		// sentinels.
-		o := *c.Options()
+		co := c.Options()
+		if sentinel != nil {
+			// Sentinel mode: the storage's client is a cluster client whose
+			// slots come from the sentinels, and which the sentinels tell
+			// about a failover. A clone would not be told, so make a
+			// failover client of our own.
+			return redis.NewFailoverClusterClient(&redis.FailoverOptions{
+				MasterName:       sentinel.masterName,
+				SentinelAddrs:    sentinel.sentinelAddrs,
+				SentinelPassword: sentinel.sentinelPassword,
+				DB:               sentinel.db,
+				Username:         co.Username,
+				Password:         co.Password,
+				TLSConfig:        co.TLSConfig,
+				Protocol:         co.Protocol,
+				RouteByLatency:   co.RouteByLatency,
+				RouteRandomly:    co.RouteRandomly,
+				PoolSize:         co.PoolSize,
+				ClientName:       "bankedge",
+				DialTimeout:      t.Dial, ReadTimeout: t.Op, WriteTimeout: t.Op, PoolTimeout: t.Op,
+				ContextTimeoutEnabled: true,
+				MaxRetries:            -1, DialerRetries: 1,
+			}), nil
+		}
+		o := *co
 		o.Dialer = nil
 		o.PushNotificationProcessor = nil
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = t.Dial, t.Op, t.Op, t.Op
 		o.ContextTimeoutEnabled = true
 		o.MaxRetries, o.DialerRetries = -1, 1
 		o.ClientName = "bankedge"
-		if o.MaintNotificationsConfig != nil {
-			mc := *o.MaintNotificationsConfig
-			o.MaintNotificationsConfig = &mc
-		}
 		return redis.NewClusterClient(&o), nil
 	case nil:
 		return nil, errors.New("the Redis storage has no client (not provisioned)")
@@ -239,7 +264,7 @@ func (r *redisStore) adopt(src any, settings string) error {
 	if old.fingerprint == settings {
 		return nil
 	}
-	c, err := deriveClient(src, r.timing)
+	c, err := deriveClient(src, r.sentinel, r.timing)
 	if err != nil {
 		return err
 	}
@@ -268,6 +293,12 @@ func (r *redisStore) done(op string, caller context.Context, epoch uint64, err e
 	}
 	if caller.Err() != nil {
 		return unavailable(op, caller.Err())
+	}
+	if cc, ok := r.client().(*redis.ClusterClient); ok {
+		// A node may have died or a failover happened: ask for the slot
+		// map again (at most one reload runs at a time) rather than wait
+		// for go-redis's periodic one.
+		cc.ReloadState(r.bg)
 	}
 	r.health.failed(op, epoch, err)
 	return unavailable(op, err)
