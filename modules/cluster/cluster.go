@@ -207,8 +207,8 @@ func From(ctx caddy.Context) (*State, error) {
 		}
 	}
 	s := &State{e: e}
-	// caddy.Context.OnCancel appends to a copy of the context here, so
-	// follow the context itself.
+	// caddy.Context.OnCancel appends to this copy of the context, whose
+	// functions Caddy never calls: follow the context itself.
 	context.AfterFunc(ctx, func() {
 		s.close()
 		_, _ = engines.Delete(key)
@@ -232,7 +232,9 @@ func (s *State) Shared() bool { return s.e.store.shared() }
 
 // Claim records that the organisation sent the request id, for window. It
 // answers fresh when no instance had recorded it within the window, false
-// for a replay. On Redis it is one SET NX PX.
+// for a replay. On Redis it is one SET NX PX, one round trip; claims made at
+// the same moment share a pipeline. It answers within Timing.Op or fails
+// with ErrUnavailable, never fresh without Redis having said so.
 func (s *State) Claim(ctx context.Context, orgID string, requestID uuid.UUID, window time.Duration) (fresh bool, err error) {
 	if window < time.Millisecond {
 		return false, fmt.Errorf("cluster: replay window %v is shorter than 1ms", window)
