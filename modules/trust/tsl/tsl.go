@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -368,4 +369,29 @@ func ParseSigned(doc []byte, signers []*x509.Certificate) (*List, *Verified, err
 			v.Signer.Subject.CommonName, l.IssueDate.Format(time.RFC3339))
 	}
 	return l, v, nil
+}
+
+// ParseCertificatesPEM reads every CERTIFICATE block of PEM data, such as
+// the LOTL signer certificates of the Official Journal.
+func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return out, nil
 }
