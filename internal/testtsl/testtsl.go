@@ -48,6 +48,8 @@ const (
 	ForESeals   = "http://uri.etsi.org/TrstSvc/TrustedList/SvcInfoExt/ForeSeals"
 	MimeXML     = "application/vnd.etsi.tsl+xml"
 	MimePDF     = "application/pdf"
+	// InclusiveC14N is canonical XML 1.0, which some national lists use.
+	InclusiveC14N = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
 )
 
 // Signature methods.
@@ -166,6 +168,8 @@ type Signer struct {
 	Cert   *x509.Certificate
 	Key    crypto.Signer
 	Method string
+	// C14N is the canonicalisation xmlsec1 uses (default exclusive C14N).
+	C14N string
 }
 
 // NewSigner makes a signer for method with a fresh key and a self-signed
@@ -349,9 +353,13 @@ func (s *Signer) SignXmlsec(t testing.TB, doc []byte) []byte {
 		t.Fatalf("xmlsec1 1.2 cannot sign with %s", s.Method)
 	}
 	digestURI := sha256URI
+	c14n := s.C14N
+	if c14n == "" {
+		c14n = excC14N
+	}
 	tmpl := `<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#" Id="sig-x"><ds:SignedInfo>` +
-		`<ds:CanonicalizationMethod Algorithm="` + excC14N + `"/><ds:SignatureMethod Algorithm="` + algo + `"/>` +
-		`<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="` + envelopedTr + `"/><ds:Transform Algorithm="` + excC14N + `"/></ds:Transforms>` +
+		`<ds:CanonicalizationMethod Algorithm="` + c14n + `"/><ds:SignatureMethod Algorithm="` + algo + `"/>` +
+		`<ds:Reference URI=""><ds:Transforms><ds:Transform Algorithm="` + envelopedTr + `"/><ds:Transform Algorithm="` + c14n + `"/></ds:Transforms>` +
 		`<ds:DigestMethod Algorithm="` + digestURI + `"/><ds:DigestValue/></ds:Reference></ds:SignedInfo>` +
 		`<ds:SignatureValue/><ds:KeyInfo><ds:X509Data/></ds:KeyInfo></ds:Signature>`
 	end := bytes.LastIndex(doc, []byte("</tsl:TrustServiceStatusList>"))

@@ -153,6 +153,11 @@ func TestResolveRefusedListKeepsLastGood(t *testing.T) {
 		"closed":             {sc.ELSigner.Sign(t, func() []byte { l := sc.EL(4); l.NextUpdate = time.Time{}; return l.XML() }()), "closed"},
 		"wrong territory":    {sc.ELSigner.Sign(t, func() []byte { l := sc.EL(5); l.Territory = "CY"; return l.XML() }()), "SchemeTerritory"},
 		"unreachable":        {nil, "HTTP status 503"},
+		"issued before the signer certificate": {sc.ELSigner.Sign(t, func() []byte {
+			l := sc.EL(6)
+			l.Issue = time.Now().Add(-500 * 24 * time.Hour)
+			return l.XML()
+		}()), "not valid at the list's issue date"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

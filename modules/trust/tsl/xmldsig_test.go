@@ -61,6 +61,17 @@ func TestVerifyEnvelopedXmlsec(t *testing.T) {
 			}
 		})
 	}
+	t.Run("inclusive c14n", func(t *testing.T) {
+		s := testtsl.NewSigner(t, "xmlsec signer", testtsl.RSASHA256, 2)
+		s.C14N = testtsl.InclusiveC14N
+		signed := s.SignXmlsec(t, doc)
+		if !bytes.Contains(signed, []byte(testtsl.InclusiveC14N)) {
+			t.Fatal("not signed with inclusive C14N")
+		}
+		if _, err := tsl.VerifyEnveloped(signed, []*x509.Certificate{s.Cert}); err != nil {
+			t.Fatalf("a list signed by xmlsec1 with inclusive C14N was refused: %v", err)
+		}
+	})
 }
 
 func TestVerifyEnvelopedRefusals(t *testing.T) {
