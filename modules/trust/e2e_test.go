@@ -258,6 +258,7 @@ https://localhost:9 {
 			trust_pool eu_trusted_list {
 				lotl_url      file:///srv/lotl/eu-lotl.xml
 				lotl_signers  /etc/bankedge/lotl-signers.pem
+				mirror        /srv/lotl
 				service       eseal
 				territories   GR CY
 				refresh       1h
@@ -270,7 +271,7 @@ https://localhost:9 {
 }`
 	out := string(testcaddy.Adapt(t, cfg))
 	for _, want := range []string{`"provider":"eu_trusted_list"`, `"lotl_url":"file:///srv/lotl/eu-lotl.xml"`,
-		`"lotl_signers":"/etc/bankedge/lotl-signers.pem"`, `"service":"eseal"`, `"territories":["GR","CY"]`,
+		`"lotl_signers":"/etc/bankedge/lotl-signers.pem"`, `"mirror":"/srv/lotl"`, `"service":"eseal"`, `"territories":["GR","CY"]`,
 		`"refresh":3600000000000`, `"fetch_timeout":10000000000`, `"max_list_size":1000000`} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("adapted config lacks %s:\n%s", want, out)

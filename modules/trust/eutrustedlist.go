@@ -62,6 +62,11 @@ type EUTrustedList struct {
 	// (ForWebSiteAuthentication, QWACs; the default) or "eseal" (ForeSeals,
 	// QSealCs).
 	Service string `json:"service,omitempty"`
+	// Mirror is a directory holding the national lists as <territory>.xml
+	// (EL.xml, CY.xml, …), read instead of the addresses in the LOTL, for
+	// gateways without Internet access; their signatures are checked all
+	// the same.
+	Mirror string `json:"mirror,omitempty"`
 	// Territories limits the pool to these member states' lists (e.g. "GR",
 	// which the lists spell "EL", "CY"); empty means all.
 	Territories []string `json:"territories,omitempty"`
@@ -122,7 +127,7 @@ func (p *EUTrustedList) Provision(ctx caddy.Context) error {
 	}
 	territories := append([]string(nil), p.Territories...)
 	sort.Strings(territories)
-	p.key = sourceKey(lotlURL, signers, territories, refresh)
+	p.key = sourceKey(lotlURL, p.Mirror, signers, territories, refresh)
 
 	store := &storageRef{}
 	val, _, err := sources.LoadOrNew(p.key, func() (caddy.Destructor, error) {
@@ -131,6 +136,7 @@ func (p *EUTrustedList) Provision(ctx caddy.Context) error {
 			LOTLURL:     lotlURL,
 			Signers:     signers,
 			Territories: territories,
+			Mirror:      p.Mirror,
 			Fetcher:     fetcher{cache: documents, client: client},
 			Store:       store,
 		}, store, refresh), nil
@@ -207,6 +213,7 @@ func (p *EUTrustedList) CurrentTrustedCAs() []tsl.TrustedCA {
 //	trust_pool eu_trusted_list {
 //		lotl_url      <url or path>
 //		lotl_signers  <pem file>
+//		mirror        <directory>
 //		service       web|eseal
 //		territories   <code...>
 //		refresh       <duration>
@@ -225,6 +232,8 @@ func (p *EUTrustedList) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyfileargs.One(d, &p.LOTLURL)
 		case "lotl_signers":
 			err = caddyfileargs.One(d, &p.LOTLSigners)
+		case "mirror":
+			err = caddyfileargs.One(d, &p.Mirror)
 		case "service":
 			if err = caddyfileargs.One(d, &p.Service); err == nil {
 				if _, uerr := tsl.Usage(p.Service).URI(); uerr != nil {
@@ -269,14 +278,14 @@ func readCertificates(path string) ([]*x509.Certificate, error) {
 }
 
 // sourceKey identifies a LOTL configuration.
-func sourceKey(url string, signers []*x509.Certificate, territories []string, refresh time.Duration) string {
+func sourceKey(url, mirror string, signers []*x509.Certificate, territories []string, refresh time.Duration) string {
 	var fps []string
 	for _, c := range signers {
 		s := sha256.Sum256(c.Raw)
 		fps = append(fps, hex.EncodeToString(s[:]))
 	}
 	sort.Strings(fps)
-	return strings.Join([]string{url, strings.Join(fps, ","), strings.ToUpper(strings.Join(territories, ",")), refresh.String()}, "|")
+	return strings.Join([]string{url, mirror, strings.Join(fps, ","), strings.ToUpper(strings.Join(territories, ",")), refresh.String()}, "|")
 }
 
 // Interface guards.

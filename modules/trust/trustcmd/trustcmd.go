@@ -47,6 +47,7 @@ Run "bankedge trustlist show --help" for the flags.
 type showFlags struct {
 	lotlURL     string
 	lotlSigners string
+	mirror      string
 	service     string
 	territories []string
 	timeout     time.Duration
@@ -77,6 +78,7 @@ The exit status is 1 when the LOTL itself is unusable, and with
 	fl := cmd.Flags()
 	fl.StringVar(&f.lotlURL, "lotl-url", tsl.DefaultLOTLURL, "LOTL address: https, http, file:// or a path")
 	fl.StringVar(&f.lotlSigners, "lotl-signers", "", "PEM file with the certificates allowed to sign the LOTL (required)")
+	fl.StringVar(&f.mirror, "mirror", "", "directory with the national lists as <territory>.xml, read instead of the LOTL's addresses")
 	fl.StringVar(&f.service, "service", "web", "web (ForWebSiteAuthentication, QWACs) or eseal (ForeSeals, QSealCs)")
 	fl.StringSliceVar(&f.territories, "territory", nil, "only this territory's list (repeatable or comma-separated; GR is taken for EL)")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "timeout of each download")
@@ -111,6 +113,7 @@ func show(ctx context.Context, out io.Writer, f showFlags) error {
 		LOTLURL:     f.lotlURL,
 		Signers:     signers,
 		Territories: f.territories,
+		Mirror:      f.mirror,
 		Fetcher:     &fetch.Client{HTTP: fetch.NewHTTPClient(f.timeout), MaxBytes: f.maxSize, AllowFiles: true, UserAgent: "bankedge-trustlist"},
 	}
 	snap, err := r.Resolve(ctx, nil)

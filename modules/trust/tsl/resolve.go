@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -49,6 +50,11 @@ type Resolver struct {
 	Territories []string
 	// Fetcher gets the documents.
 	Fetcher Fetcher
+	// Mirror, when set, is a directory from which each national list is
+	// read as <territory>.xml (e.g. EL.xml) instead of its TSLLocation, for
+	// gateways without Internet access. The signatures are checked the
+	// same way, so the mirror need not be trusted.
+	Mirror string
 	// Store keeps last good copies; nil keeps them in memory only.
 	Store Store
 	// StorePrefix is prepended to the storage keys.
@@ -214,6 +220,7 @@ func (r *Resolver) Resolve(ctx context.Context, prev *Snapshot) (*Snapshot, erro
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
 	for i, p := range ptrs {
+		p.Location = r.location(p)
 		var prevState *ListState
 		if prev != nil {
 			for j := range prev.Lists {
@@ -236,6 +243,14 @@ func (r *Resolver) Resolve(ctx context.Context, prev *Snapshot) (*Snapshot, erro
 	}
 	wg.Wait()
 	return snap, nil
+}
+
+// location is where the list of p is read: its TSLLocation, or the mirror.
+func (r *Resolver) location(p Pointer) string {
+	if r.Mirror == "" {
+		return p.Location
+	}
+	return filepath.Join(r.Mirror, strings.ToUpper(filepath.Base(p.Territory))+".xml")
 }
 
 func (r *Resolver) now() time.Time {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -256,5 +258,37 @@ func TestResolveFirstStartFails(t *testing.T) {
 	_, err = r.Resolve(context.Background(), nil)
 	if !errors.Is(err, tsl.ErrNoLOTL) || !strings.Contains(err.Error(), "does not verify") {
 		t.Fatalf("LOTL with a signer not configured: %v", err)
+	}
+}
+
+// An air-gapped gateway reads a mirrored LOTL from a file and the national
+// lists from a mirror directory; the signatures are checked all the same.
+func TestResolveMirror(t *testing.T) {
+	sc := testtsl.NewScenario(t)
+	dir := t.TempDir()
+	files := map[string][]byte{
+		"eu-lotl.xml": sc.LOTLSigner.Sign(t, sc.LOTL(1).XML()),
+		"EL.xml":      sc.ELSigner.Sign(t, sc.EL(1).XML()),
+		"CY.xml":      []byte(strings.Replace(string(sc.CYSigner.Sign(t, sc.CY(1).XML())), "ESeal QTSP Ltd", "Evil QTSP Ltd", 1)),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc.Server.Close()
+	r := newResolver(sc, nil)
+	r.LOTLURL = "file://" + filepath.Join(dir, "eu-lotl.xml")
+	r.Mirror = dir
+	r.Fetcher = &fetch.Client{MaxBytes: 1 << 20, AllowFiles: true}
+	snap, err := r.Resolve(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := state(t, snap, "EL"); el.Err != nil || el.URL != filepath.Join(dir, "EL.xml") {
+		t.Fatalf("EL from the mirror: %s %v", el.URL, el.Err)
+	}
+	if cy := state(t, snap, "CY"); cy.Err == nil || cy.List != nil {
+		t.Fatalf("tampered CY from the mirror: in force %v", cy.Origin)
 	}
 }
