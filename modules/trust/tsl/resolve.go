@@ -202,7 +202,15 @@ func (r *Resolver) Resolve(ctx context.Context, prev *Snapshot) (*Snapshot, erro
 	}
 	snap.LOTL = r.resolveOne(ctx, r.lotlURL(), "", TypeLOTL, r.Signers, prevLOTL)
 	if snap.LOTL.List == nil {
-		return snap, fmt.Errorf("%w from %s: %v", ErrNoLOTL, r.lotlURL(), snap.LOTL.Err)
+		if prevLOTL == nil || prevLOTL.List == nil {
+			return snap, fmt.Errorf("%w from %s: %v", ErrNoLOTL, r.lotlURL(), snap.LOTL.Err)
+		}
+		// The LOTL in force lapsed and nothing replaces it: its pointers
+		// still lead to the national lists, which keep being refreshed and
+		// checked on their own.
+		err := snap.LOTL.Err
+		snap.LOTL = *prevLOTL
+		snap.LOTL.Origin, snap.LOTL.Err = LastGood, err
 	}
 
 	var ptrs []Pointer

@@ -292,3 +292,31 @@ func TestResolveMirror(t *testing.T) {
 		t.Fatalf("tampered CY from the mirror: in force %v", cy.Origin)
 	}
 }
+
+// When no copy of the LOTL is usable any more, the one in force keeps
+// leading to the national lists, which are still refreshed and checked.
+func TestResolveLapsedLOTLKeepsPointers(t *testing.T) {
+	sc := testtsl.NewScenario(t)
+	r := newResolver(sc, nil)
+	good, err := r.Resolve(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Server.Put(testtsl.LOTLPath, tamper(sc.LOTLSigner.Sign(t, sc.LOTL(2).XML())))
+	sc.Server.Put(testtsl.ELPath, sc.ELSigner.Sign(t, func() []byte { l := sc.EL(2); l.Providers = l.Providers[:1]; return l.XML() }()))
+	r.Now = func() time.Time { return time.Now().Add(200 * 24 * time.Hour) } // past every NextUpdate
+	snap, err := r.Resolve(context.Background(), good)
+	if err != nil {
+		t.Fatalf("a lapsed LOTL in force failed the resolve: %v", err)
+	}
+	if snap.LOTL.Origin != tsl.LastGood || snap.LOTL.Err == nil {
+		t.Fatalf("LOTL: %v %v", snap.LOTL.Origin, snap.LOTL.Err)
+	}
+	// Sequence 1 of EL and CY expired too; the new EL is checked as well.
+	if el := state(t, snap, "EL"); el.List != nil || !strings.Contains(el.Err.Error(), "expired") {
+		t.Fatalf("EL: %v %v", el.Origin, el.Err)
+	}
+	if len(snap.TrustedCAs(tsl.UsageWeb)) != 0 {
+		t.Fatal("expired lists still trusted")
+	}
+}
