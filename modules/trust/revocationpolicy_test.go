@@ -103,3 +103,34 @@ func TestRevocationPolicyVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRevocationPolicyCached is the per-request cost of revocation in
+// a PSD2 handler once the answer is cached.
+func BenchmarkRevocationPolicyCached(b *testing.B) {
+	ca := testpki.NewCA(b, "QTSP CA")
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour)}, ca.Cert, ca.Key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(der) }))
+	defer srv.Close()
+	cert := ca.Issue(b, &x509.Certificate{Subject: pkix.Name{CommonName: "TPP"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), CRLDistributionPoints: []string{srv.URL}}, testpki.ECKey(b).Public())
+	p := &trust.RevocationPolicy{}
+	p.UseChecker(revocation.New(revocation.Options{}))
+	if err := p.Provision(); err != nil {
+		b.Fatal(err)
+	}
+	sum := sha256.Sum256(cert.Raw)
+	ctx := context.Background()
+	if v, res := p.Check(ctx, sum, cert, ca.Cert); v != trust.Allow {
+		b.Fatal(res)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if v, _ := p.Check(ctx, sum, cert, ca.Cert); v != trust.Allow {
+			b.Fatal("refused")
+		}
+	}
+}

@@ -269,10 +269,16 @@ func canonicalizer(algorithm, prefixList string) (dsig.Canonicalizer, error) {
 // canonicalize serialises el, which sits in the namespace context ctx.
 // Exclusive canonicalisation works on a detached copy carrying the
 // in-scope declarations (it keeps only those visibly used); the inclusive
-// ones read the ancestors themselves and copy el.
+// ones read the ancestors themselves and copy el. An element without a
+// parent is the private copy of the whole document, canonicalised in
+// place: NSDetatch would add nothing and stops at 1000 elements, a limit
+// meant for SAML messages that national lists exceed many times.
 func canonicalize(c dsig.Canonicalizer, el *etree.Element, ctx etreeutils.NSContext) ([]byte, error) {
 	switch c.Algorithm() {
 	case dsig.CanonicalXML10ExclusiveAlgorithmId, dsig.CanonicalXML10ExclusiveWithCommentsAlgorithmId:
+		if el.Parent() == nil {
+			return c.Canonicalize(el)
+		}
 		detached, err := etreeutils.NSDetatch(ctx, el)
 		if err != nil {
 			return nil, err

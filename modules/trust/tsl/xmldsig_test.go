@@ -3,6 +3,7 @@ package tsl_test
 import (
 	"bytes"
 	"crypto/x509"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -143,4 +144,47 @@ func flipSignatureValue(t *testing.T, doc []byte) []byte {
 		out[j] = 'A'
 	}
 	return out
+}
+
+// largeList is a national list of 400 services, about the size of a large
+// member state's list: thousands of elements.
+func largeList(t testing.TB, sc *testtsl.Scenario) *testtsl.List {
+	l := sc.EL(1)
+	svc := l.Providers[0].Services[0]
+	for i := 0; i < 400; i++ {
+		l.Providers = append(l.Providers, testtsl.Provider{Name: fmt.Sprintf("QTSP %d", i), Services: []testtsl.Service{svc}})
+	}
+	return l
+}
+
+// goxmldsig's namespace helpers stop at 1000 elements; a real national
+// list has many more.
+func TestVerifyEnvelopedLargeList(t *testing.T) {
+	sc := testtsl.NewScenario(t)
+	doc := largeList(t, sc).XML()
+	if _, _, err := tsl.ParseSigned(sc.ELSigner.Sign(t, doc), []*x509.Certificate{sc.ELSigner.Cert}); err != nil {
+		t.Fatalf("a large list signed in Go: %v", err)
+	}
+	s := testtsl.NewSigner(t, "xmlsec signer", testtsl.RSASHA256, 2)
+	l, _, err := tsl.ParseSigned(s.SignXmlsec(t, doc), []*x509.Certificate{s.Cert})
+	if err != nil {
+		t.Fatalf("a large list signed by xmlsec1: %v", err)
+	}
+	if len(l.Providers) != 402 {
+		t.Fatalf("%d providers", len(l.Providers))
+	}
+}
+
+// BenchmarkParseSigned verifies and parses a large national list.
+func BenchmarkParseSigned(b *testing.B) {
+	sc := testtsl.NewScenario(b)
+	signed := sc.ELSigner.Sign(b, largeList(b, sc).XML())
+	signers := []*x509.Certificate{sc.ELSigner.Cert}
+	b.SetBytes(int64(len(signed)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := tsl.ParseSigned(signed, signers); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
