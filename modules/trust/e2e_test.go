@@ -26,7 +26,8 @@ import (
 )
 
 // site is a Caddy with two mTLS sites trusting the EU lists, one for QWACs
-// (service web) and one for seals (service eseal).
+// (service web, Greece and Cyprus) and one for seals (service eseal,
+// Cyprus only).
 type site struct {
 	sc             *testtsl.Scenario
 	serverCA       *testpki.CA
@@ -52,7 +53,7 @@ func newSite(t *testing.T, sc *testtsl.Scenario, storage string) *site {
 	}
 	webPort, esealPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
 	s.web, s.eseal = fmt.Sprintf("https://localhost:%d", webPort), fmt.Sprintf("https://localhost:%d", esealPort)
-	block := func(service string) string {
+	block := func(service, territories string) string {
 		return fmt.Sprintf(`
 		client_auth {
 			mode require_and_verify
@@ -60,10 +61,10 @@ func newSite(t *testing.T, sc *testtsl.Scenario, storage string) *site {
 				lotl_url      %s
 				lotl_signers  %s
 				service       %s
-				territories   GR CY
+				territories   %s
 				refresh       6h
 			}
-		}`, sc.URL(testtsl.LOTLPath), sc.SignersFile, service)
+		}`, sc.URL(testtsl.LOTLPath), sc.SignersFile, service, territories)
 	}
 	s.caddyfile = testcaddy.Globals(storage, "") + fmt.Sprintf(`
 https://localhost:%d {
@@ -76,7 +77,7 @@ https://localhost:%d {
 	}
 	respond "eseal {http.request.tls.client.subject}"
 }
-`, webPort, certFile, keyFile, block("web"), esealPort, certFile, keyFile, block("eseal"))
+`, webPort, certFile, keyFile, block("web", "GR CY"), esealPort, certFile, keyFile, block("eseal", "CY"))
 	return s
 }
 
@@ -121,7 +122,8 @@ func (s *site) expect(t *testing.T, url string, ca *testpki.CA, pass bool) {
 // The pool works where Caddy takes a trust_pool: a QWAC-like client
 // certificate from the granted QTSP passes; from the withdrawn one, or from
 // the one granted for seals only, it is refused; the eseal pool takes the
-// seal QTSP. Both pools and a reload share one fetch of each list.
+// seal QTSP. Both pools (with different territories) and a reload share
+// one fetch of each list.
 func TestTrustPoolInClientAuth(t *testing.T) {
 	trust.SetDocumentReuse(5 * time.Minute)
 	sc := testtsl.NewScenario(t)
@@ -132,7 +134,7 @@ func TestTrustPoolInClientAuth(t *testing.T) {
 	s.expect(t, s.web, sc.WithdrawnCA, false)
 	s.expect(t, s.web, sc.ESealCA, false)
 	s.expect(t, s.eseal, sc.ESealCA, true)
-	s.expect(t, s.eseal, sc.GrantedCA, true)
+	s.expect(t, s.eseal, sc.GrantedCA, false) // a Greek QTSP; this pool takes Cyprus only
 	s.expect(t, s.eseal, sc.WithdrawnCA, false)
 
 	hits := func() [3]int {

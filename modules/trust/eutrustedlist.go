@@ -288,8 +288,18 @@ func sourceKey(url, mirror string, signers []*x509.Certificate, territories []st
 	return strings.Join([]string{url, mirror, strings.Join(fps, ","), strings.ToUpper(strings.Join(territories, ",")), refresh.String()}, "|")
 }
 
+// LivePool is a trust pool whose content follows the real world while a
+// config runs. Handlers that verify certificates themselves (psd2_qwac,
+// psd2_qseal) use CurrentCertPool on each verification instead of the
+// CertPool read at provisioning; the pointer changes only when the trusted
+// set does, so it can key their caches.
+type LivePool interface {
+	CurrentCertPool() *x509.CertPool
+}
+
 // Interface guards.
 var (
+	_ LivePool                     = (*EUTrustedList)(nil)
 	_ caddy.Provisioner            = (*EUTrustedList)(nil)
 	_ caddy.CleanerUpper           = (*EUTrustedList)(nil)
 	_ caddytls.CA                  = (*EUTrustedList)(nil)
