@@ -148,7 +148,15 @@ func TestTrustPoolInClientAuth(t *testing.T) {
 	if err := caddy.Load(testcaddy.Adapt(t, cfg), true); err != nil {
 		t.Fatal(err)
 	}
-	body, err := s.get(t, s.web, sc.GrantedCA)
+	// The reload hands the listener over; a connection in that instant may
+	// be reset, so wait for the new config to answer.
+	var body string
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if body, err = s.get(t, s.web, sc.GrantedCA); err == nil && strings.HasPrefix(body, "reloaded web") {
+			break
+		}
+	}
 	if err != nil || !strings.HasPrefix(body, "reloaded web") {
 		t.Fatalf("after reload: %q %v", body, err)
 	}

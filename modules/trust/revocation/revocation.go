@@ -350,7 +350,9 @@ func (c *Checker) viaOCSP(ctx context.Context, cert, issuer *x509.Certificate, u
 		// RFC 5019: GET for small requests, which caches well in front
 		// of responders; POST otherwise.
 		if enc := base64.StdEncoding.EncodeToString(req); len(enc) <= 255 {
-			der, err = client.Fetch(ctx, strings.TrimSuffix(u, "/")+"/"+url.PathEscape(enc))
+			// Escaped whole: '+' and '/' of base64 are not taken literally
+			// by every server in a path.
+			der, err = client.Fetch(ctx, strings.TrimSuffix(u, "/")+"/"+url.QueryEscape(enc))
 		} else {
 			der, err = client.Post(ctx, u, "application/ocsp-request", req)
 		}

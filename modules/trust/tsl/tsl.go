@@ -13,6 +13,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -177,10 +178,10 @@ func Parse(data []byte) (*List, error) {
 		Territory: strings.TrimSpace(si.SchemeTerritory),
 		Operator:  pickName(si.SchemeOperatorName),
 	}
-	if _, err := fmt.Sscan(strings.TrimSpace(si.TSLSequenceNumber), &l.SequenceNumber); err != nil || l.SequenceNumber < 1 {
+	var err error
+	if l.SequenceNumber, err = strconv.Atoi(strings.TrimSpace(si.TSLSequenceNumber)); err != nil || l.SequenceNumber < 1 {
 		return nil, fmt.Errorf("TSLSequenceNumber %q is not a positive integer", si.TSLSequenceNumber)
 	}
-	var err error
 	if l.IssueDate, err = parseTime(si.ListIssueDateTime); err != nil {
 		return nil, fmt.Errorf("ListIssueDateTime: %w", err)
 	}
