@@ -441,3 +441,53 @@ func BenchmarkCheckCached(b *testing.B) {
 		}
 	})
 }
+
+// A good answer is renewed in the background during the last fifth of its
+// life: requests meanwhile get the cached answer at once, and a failed
+// renewal keeps it until it ends.
+func TestRefreshAhead(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	r := newResponder(t, ca)
+	cert := leaf(t, ca, r.URL, "")
+	var offset atomic.Int64
+	c := revocation.New(revocation.Options{
+		HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)},
+		Now:  func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+	})
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		t.Fatal(res)
+	}
+	hits := r.hits.Load()
+
+	// Half-way through the hour: cached, no request.
+	offset.Store(int64(30 * time.Minute))
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good || r.hits.Load() != hits {
+		t.Fatalf("%+v after %d requests", res, r.hits.Load()-hits)
+	}
+	// 50 minutes in, the responder is down: the cached answer stays.
+	r.set(func(r *responder) { r.raw = ocsp.InternalErrorErrorResponse })
+	offset.Store(int64(50 * time.Minute))
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		t.Fatal(res)
+	}
+	waitFor(t, func() bool { return r.hits.Load() > hits })
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		t.Fatalf("a failed renewal dropped the good answer: %+v", res)
+	}
+	// The responder is back and the certificate revoked: after the retry
+	// delay a renewal brings the news.
+	r.set(func(r *responder) { r.raw = nil; r.status[cert.SerialNumber.Text(16)] = ocsp.Revoked })
+	offset.Store(int64(51 * time.Minute))
+	check(c, cert, ca.Cert, revocation.PreferOCSP)
+	waitFor(t, func() bool { return check(c, cert, ca.Cert, revocation.PreferOCSP).Status == revocation.Revoked })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not reached in 5s")
+}
