@@ -12,6 +12,8 @@ import (
 	_ "github.com/bankedge/bankedge/modules/pesit/pesitcmd"
 	_ "github.com/bankedge/bankedge/modules/psd2"
 	_ "github.com/bankedge/bankedge/modules/psd2/tppcmd"
+	_ "github.com/bankedge/bankedge/modules/trust"
+	_ "github.com/bankedge/bankedge/modules/trust/trustcmd"
 )
 
 // ExampleCaddyfile is Caddyfile.example, the sandbox configuration.

@@ -1,0 +1,493 @@
+package revocation_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/bankedge/bankedge/internal/testpki"
+	"github.com/bankedge/bankedge/modules/trust/fetch"
+	"github.com/bankedge/bankedge/modules/trust/revocation"
+)
+
+// responder is an OCSP responder built on x/crypto/ocsp whose answers the
+// test shapes: status, signer, freshness, failures.
+type responder struct {
+	*httptest.Server
+	ca   *testpki.CA
+	hits atomic.Int64
+
+	mu sync.Mutex
+	// status of each serial (hex); absent is Good.
+	status map[string]int
+	// signer signs responses; nil is the CA itself.
+	signer   crypto.Signer
+	signCert *x509.Certificate
+	// thisUpdate/nextUpdate offsets from now; nextUpdate zero means none.
+	thisUpdate, nextUpdate time.Duration
+	// raw, when set, is answered instead.
+	raw []byte
+	// hang holds the answer until the request ends.
+	hang bool
+}
+
+func newResponder(t *testing.T, ca *testpki.CA) *responder {
+	r := &responder{ca: ca, status: map[string]int{}, thisUpdate: -time.Minute, nextUpdate: time.Hour}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *responder) set(f func(r *responder)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f(r)
+}
+
+func (r *responder) serve(w http.ResponseWriter, req *http.Request) {
+	r.hits.Add(1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hang {
+		r.mu.Unlock()
+		<-req.Context().Done()
+		r.mu.Lock()
+		return
+	}
+	if r.raw != nil {
+		_, _ = w.Write(r.raw)
+		return
+	}
+	var der []byte
+	if req.Method == http.MethodPost {
+		der, _ = io.ReadAll(req.Body)
+	} else {
+		p, _ := url.PathUnescape(strings.TrimPrefix(req.URL.Path, "/"))
+		der, _ = base64.StdEncoding.DecodeString(p)
+	}
+	oreq, err := ocsp.ParseRequest(der)
+	if err != nil {
+		_, _ = w.Write(ocsp.MalformedRequestErrorResponse)
+		return
+	}
+	now := time.Now()
+	tmpl := ocsp.Response{
+		Status:       r.status[oreq.SerialNumber.Text(16)],
+		SerialNumber: oreq.SerialNumber,
+		ThisUpdate:   now.Add(r.thisUpdate),
+		RevokedAt:    now.Add(-time.Hour),
+	}
+	if r.nextUpdate != 0 {
+		tmpl.NextUpdate = now.Add(r.nextUpdate)
+	}
+	signer, cert := r.ca.Key, (*x509.Certificate)(nil)
+	if r.signer != nil {
+		signer, cert = r.signer, r.signCert
+		tmpl.Certificate = cert
+	}
+	if cert == nil {
+		cert = r.ca.Cert
+	}
+	resp, err := ocsp.CreateResponse(r.ca.Cert, cert, tmpl, signer)
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	w.Header().Set("Content-Type", "application/ocsp-response")
+	_, _ = w.Write(resp)
+}
+
+// crlServer serves CRLs made with x509.CreateRevocationList.
+type crlServer struct {
+	*httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	der  []byte
+}
+
+func newCRLServer(t *testing.T) *crlServer {
+	s := &crlServer{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		der := s.der
+		s.mu.Unlock()
+		if der == nil {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(der)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *crlServer) put(der []byte) {
+	s.mu.Lock()
+	s.der = der
+	s.mu.Unlock()
+}
+
+func makeCRL(t testing.TB, ca *testpki.CA, thisUpdate, nextUpdate time.Time, revoked ...*x509.Certificate) []byte {
+	var entries []x509.RevocationListEntry
+	for _, c := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Hour), ReasonCode: 1})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(time.Now().UnixNano()), ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
+		RevokedCertificateEntries: entries,
+	}, ca.Cert, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func leaf(t testing.TB, ca *testpki.CA, ocspURL, crlURL string) *x509.Certificate {
+	tmpl := &x509.Certificate{
+		Subject:   pkix.Name{CommonName: "TPP"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	if ocspURL != "" {
+		tmpl.OCSPServer = []string{ocspURL}
+	}
+	if crlURL != "" {
+		tmpl.CRLDistributionPoints = []string{crlURL}
+	}
+	return ca.Issue(t, tmpl, testpki.ECKey(t).Public())
+}
+
+func check(c *revocation.Checker, cert, issuer *x509.Certificate, prefer revocation.Prefer) revocation.Result {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return c.Check(ctx, sha256.Sum256(cert.Raw), cert, issuer, prefer)
+}
+
+func newChecker() *revocation.Checker {
+	return revocation.New(revocation.Options{HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)}})
+}
+
+func TestOCSPGoodRevokedAndCached(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	r := newResponder(t, ca)
+	good := leaf(t, ca, r.URL, "")
+	revoked := leaf(t, ca, r.URL, "")
+	r.set(func(r *responder) { r.status[revoked.SerialNumber.Text(16)] = ocsp.Revoked })
+	c := newChecker()
+
+	res := check(c, good, ca.Cert, revocation.PreferOCSP)
+	if res.Status != revocation.Good || res.Source != "ocsp" {
+		t.Fatalf("good: %+v", res)
+	}
+	if res.Until.Before(time.Now().Add(50*time.Minute)) || res.Until.After(time.Now().Add(61*time.Minute)) {
+		t.Fatalf("cached until %s, want the nextUpdate in an hour", res.Until)
+	}
+	res = check(c, revoked, ca.Cert, revocation.PreferOCSP)
+	if res.Status != revocation.Revoked || res.Reason != 0 || res.RevokedAt.IsZero() {
+		t.Fatalf("revoked: %+v", res)
+	}
+	hits := r.hits.Load()
+	for i := 0; i < 5; i++ {
+		check(c, good, ca.Cert, revocation.PreferOCSP)
+		check(c, revoked, ca.Cert, revocation.PreferOCSP)
+	}
+	if r.hits.Load() != hits {
+		t.Fatalf("cached answers fetched again: %d hits, want %d", r.hits.Load(), hits)
+	}
+	if _, ok := c.Cached(sha256.Sum256(good.Raw)); !ok {
+		t.Fatal("no cached answer")
+	}
+}
+
+func TestOCSPResponsesRefused(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	other := testpki.NewCA(t, "Other CA")
+	r := newResponder(t, ca)
+	cert := leaf(t, ca, r.URL, "")
+	respKey := testpki.ECKey(t)
+	delegated := func(eku bool, issuer *testpki.CA) *x509.Certificate {
+		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "OCSP responder"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+		if eku {
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageOCSPSigning}
+		}
+		return issuer.Issue(t, tmpl, respKey.Public())
+	}
+	cases := map[string]struct {
+		set  func(r *responder)
+		want string
+	}{
+		"delegated with OCSPSigning":    {func(r *responder) { r.signer, r.signCert = respKey, delegated(true, ca) }, ""},
+		"delegated without OCSPSigning": {func(r *responder) { r.signer, r.signCert = respKey, delegated(false, ca) }, "lacks id-kp-OCSPSigning"},
+		"delegated by another CA":       {func(r *responder) { r.signer, r.signCert = respKey, delegated(true, other) }, "not issued by the certificate's issuer"},
+		"signed by another CA":          {func(r *responder) { r.signer, r.signCert = other.Key, nil }, "not signed by the issuer"},
+		"stale":                         {func(r *responder) { r.thisUpdate, r.nextUpdate = -3*time.Hour, -time.Hour }, "stale"},
+		"future":                        {func(r *responder) { r.thisUpdate = time.Hour }, "in the future"},
+		"old without nextUpdate":        {func(r *responder) { r.thisUpdate, r.nextUpdate = -2*time.Hour, 0 }, "without nextUpdate is stale"},
+		"fresh without nextUpdate":      {func(r *responder) { r.nextUpdate = 0 }, ""},
+		"unknown to the responder":      {func(r *responder) { r.status[cert.SerialNumber.Text(16)] = ocsp.Unknown }, "does not know"},
+		"tryLater":                      {func(r *responder) { r.raw = ocsp.TryLaterErrorResponse }, "try later"},
+		"garbage":                       {func(r *responder) { r.raw = []byte("<html>") }, "malformed"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			r.set(func(r *responder) {
+				r.status, r.signer, r.signCert, r.thisUpdate, r.nextUpdate, r.raw = map[string]int{}, nil, nil, -time.Minute, time.Hour, nil
+				tc.set(r)
+			})
+			res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP)
+			if tc.want == "" {
+				if res.Status != revocation.Good {
+					t.Fatalf("refused: %+v", res)
+				}
+				return
+			}
+			if res.Status != revocation.Unknown || !strings.Contains(res.Detail, tc.want) {
+				t.Fatalf("got %+v, want unknown saying %q", res, tc.want)
+			}
+		})
+	}
+}
+
+func TestFallbackAndPreference(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	r := newResponder(t, ca)
+	crls := newCRLServer(t)
+	cert := leaf(t, ca, r.URL, crls.URL+"/ca.crl")
+	crls.put(makeCRL(t, ca, time.Now().Add(-time.Minute), time.Now().Add(2*time.Hour), cert))
+
+	// OCSP says good, the CRL revoked: the preference decides.
+	if res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good || res.Source != "ocsp" {
+		t.Fatalf("prefer ocsp: %+v", res)
+	}
+	if res := check(newChecker(), cert, ca.Cert, revocation.PreferCRL); res.Status != revocation.Revoked || res.Source != "crl" || res.Reason != 1 {
+		t.Fatalf("prefer crl: %+v", res)
+	}
+
+	// Responder down: the CRL answers.
+	r.set(func(r *responder) { r.raw = ocsp.InternalErrorErrorResponse })
+	if res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Revoked || res.Source != "crl" {
+		t.Fatalf("fallback to crl: %+v", res)
+	}
+	// Both down: unknown, saying why, cached shortly.
+	crls.put(nil)
+	res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP)
+	if res.Status != revocation.Unknown || !strings.Contains(res.Detail, "OCSP") || !strings.Contains(res.Detail, "CRL") || !strings.Contains(res.Detail, "404") {
+		t.Fatalf("both down: %+v", res)
+	}
+	if res.Until.After(time.Now().Add(31 * time.Second)) {
+		t.Fatalf("unknown cached until %s", res.Until)
+	}
+
+	bare := leaf(t, ca, "", "")
+	if res := check(newChecker(), bare, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Unknown || !strings.Contains(res.Detail, "no OCSP responder and no CRL") {
+		t.Fatalf("no AIA, no CDP: %+v", res)
+	}
+	fileOnly := leaf(t, ca, "file:///etc/passwd", "ldap://x/cn=crl")
+	if res := check(newChecker(), fileOnly, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Unknown {
+		t.Fatalf("file and ldap URLs followed: %+v", res)
+	}
+}
+
+func TestCRLRefused(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	other := testpki.NewCA(t, "Other CA")
+	crls := newCRLServer(t)
+	cert := leaf(t, ca, "", crls.URL+"/ca.crl")
+	now := time.Now()
+	cases := map[string]struct {
+		der  []byte
+		want string
+	}{
+		"stale":          {makeCRL(t, ca, now.Add(-3*time.Hour), now.Add(-time.Hour)), "stale"},
+		"future":         {makeCRL(t, ca, now.Add(time.Hour), now.Add(2*time.Hour)), "in the future"},
+		"other issuer":   {makeCRL(t, other, now, now.Add(time.Hour)), "not the certificate's issuer"},
+		"bad signature":  {corrupt(makeCRL(t, ca, now, now.Add(time.Hour))), "CRL"},
+		"not a CRL":      {[]byte("-----BEGIN X509 CRL-----"), "malformed CRL"},
+		"over the limit": {make([]byte, 2<<10), "too large"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			crls.put(tc.der)
+			c := revocation.New(revocation.Options{HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)}, MaxCRLBytes: 1 << 10})
+			if name != "over the limit" {
+				c = newChecker()
+			}
+			res := check(c, cert, ca.Cert, revocation.PreferCRL)
+			if res.Status != revocation.Unknown || !strings.Contains(res.Detail, tc.want) {
+				t.Fatalf("got %+v, want unknown saying %q", res, tc.want)
+			}
+		})
+	}
+}
+
+func corrupt(der []byte) []byte {
+	out := append([]byte{}, der...)
+	out[len(out)-3] ^= 0xff
+	return out
+}
+
+// A CRL is downloaded once for all the certificates it covers.
+func TestCRLSharedBetweenCertificates(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	crls := newCRLServer(t)
+	var certs []*x509.Certificate
+	for i := 0; i < 5; i++ {
+		certs = append(certs, leaf(t, ca, "", crls.URL+"/ca.crl"))
+	}
+	crls.put(makeCRL(t, ca, time.Now(), time.Now().Add(time.Hour), certs[2]))
+	c := newChecker()
+	for i, cert := range certs {
+		res := check(c, cert, ca.Cert, revocation.PreferOCSP)
+		if want := i == 2; (res.Status == revocation.Revoked) != want || res.Status == revocation.Unknown {
+			t.Fatalf("cert %d: %+v", i, res)
+		}
+	}
+	if crls.hits.Load() != 1 {
+		t.Fatalf("%d CRL downloads, want 1", crls.hits.Load())
+	}
+}
+
+// A responder that never answers costs each caller at most its own
+// timeout, and concurrent callers share one request.
+func TestTimeoutAndSingleFlight(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	r := newResponder(t, ca)
+	r.set(func(r *responder) { r.hang = true })
+	cert := leaf(t, ca, r.URL, "")
+	c := newChecker()
+	sum := sha256.Sum256(cert.Raw)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	results := make([]revocation.Result, 20)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			results[i] = c.Check(ctx, sum, cert, ca.Cert, revocation.PreferOCSP)
+		}()
+	}
+	wg.Wait()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("callers waited %s past a 300ms timeout", d)
+	}
+	for _, res := range results {
+		if res.Status != revocation.Unknown {
+			t.Fatalf("%+v", res)
+		}
+	}
+	if h := r.hits.Load(); h != 1 {
+		t.Fatalf("%d OCSP requests for one certificate, want 1", h)
+	}
+	r.set(func(r *responder) { r.hang = false })
+}
+
+// The cache hit is the hot path of every PSD2 request: no allocation.
+func TestCachedCheckDoesNotAllocate(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	r := newResponder(t, ca)
+	cert := leaf(t, ca, r.URL, "")
+	c := newChecker()
+	sum := sha256.Sum256(cert.Raw)
+	ctx := context.Background()
+	if res := c.Check(ctx, sum, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		t.Fatal(res)
+	}
+	if n := testing.AllocsPerRun(100, func() { c.Check(ctx, sum, cert, ca.Cert, revocation.PreferOCSP) }); n != 0 {
+		t.Fatalf("%v allocations per cached check", n)
+	}
+}
+
+func BenchmarkCheckCached(b *testing.B) {
+	ca := testpki.NewCA(b, "QTSP CA")
+	r := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {}))
+	defer r.Close()
+	crls := makeCRL(b, ca, time.Now(), time.Now().Add(time.Hour))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { _, _ = w.Write(crls) }))
+	defer srv.Close()
+	cert := leaf(b, ca, "", srv.URL)
+	c := newChecker()
+	sum := sha256.Sum256(cert.Raw)
+	ctx := context.Background()
+	if res := c.Check(ctx, sum, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		b.Fatal(res)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if c.Check(ctx, sum, cert, ca.Cert, revocation.PreferOCSP).Status != revocation.Good {
+				b.Fatal("not good")
+			}
+		}
+	})
+}
+
+// A good answer is renewed in the background during the last fifth of its
+// life: requests meanwhile get the cached answer at once, and a failed
+// renewal keeps it until it ends.
+func TestRefreshAhead(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	r := newResponder(t, ca)
+	cert := leaf(t, ca, r.URL, "")
+	var offset atomic.Int64
+	c := revocation.New(revocation.Options{
+		HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)},
+		Now:  func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+	})
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		t.Fatal(res)
+	}
+	hits := r.hits.Load()
+
+	// Half-way through the hour: cached, no request.
+	offset.Store(int64(30 * time.Minute))
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good || r.hits.Load() != hits {
+		t.Fatalf("%+v after %d requests", res, r.hits.Load()-hits)
+	}
+	// 50 minutes in, the responder is down: the cached answer stays.
+	r.set(func(r *responder) { r.raw = ocsp.InternalErrorErrorResponse })
+	offset.Store(int64(50 * time.Minute))
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		t.Fatal(res)
+	}
+	waitFor(t, func() bool { return r.hits.Load() > hits })
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
+		t.Fatalf("a failed renewal dropped the good answer: %+v", res)
+	}
+	// The responder is back and the certificate revoked: after the retry
+	// delay a renewal brings the news.
+	r.set(func(r *responder) { r.raw = nil; r.status[cert.SerialNumber.Text(16)] = ocsp.Revoked })
+	offset.Store(int64(51 * time.Minute))
+	check(c, cert, ca.Cert, revocation.PreferOCSP)
+	waitFor(t, func() bool { return check(c, cert, ca.Cert, revocation.PreferOCSP).Status == revocation.Revoked })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not reached in 5s")
+}
