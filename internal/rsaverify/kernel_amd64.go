@@ -22,3 +22,31 @@ func addMulVVW(z, x []uint64, y uint64) uint64 {
 //
 //go:noescape
 func addMulVVWADX(z, x *uint64, n int, y uint64) (carry uint64)
+
+// sqrCross adds the cross products of a square to t (see sqrCrossGeneric).
+func sqrCross(t, a []uint64) {
+	if fastKernel {
+		_ = t[2*len(a)-1]
+		sqrCrossADX(&t[0], &a[0], len(a))
+		return
+	}
+	sqrCrossGeneric(t, a)
+}
+
+// redc reduces t by n (see redcGeneric).
+func redc(t, n []uint64, m0inv uint64) uint64 {
+	if fastKernel {
+		_ = t[2*len(n)-1]
+		return redcADX(&t[0], &n[0], len(n), m0inv)
+	}
+	return redcGeneric(t, n, m0inv)
+}
+
+// sqrCrossADX and redcADX run sqrCrossGeneric and redcGeneric with the
+// loop of addMulVVWADX inside, without a call per row.
+//
+//go:noescape
+func sqrCrossADX(t, a *uint64, k int)
+
+//go:noescape
+func redcADX(t, n *uint64, k int, m0inv uint64) (c uint64)

@@ -80,10 +80,7 @@ func (m *modulus) mul(z, a, b, t []uint64) {
 func (m *modulus) sqr(z, a, t []uint64) {
 	k := len(m.n)
 	clear(t)
-	// Cross products aᵢ·aⱼ, i < j: row i lands at limb 2i+1.
-	for i := 0; i < k-1; i++ {
-		t[i+k] = addMulVVW(t[2*i+1:i+k], a[i+1:], a[i])
-	}
+	sqrCross(t, a)
 	// Double them; the top bit is free because a² < 2^(128k).
 	var carry uint64
 	for i := range t {
@@ -98,14 +95,7 @@ func (m *modulus) sqr(z, a, t []uint64) {
 		t[2*i], c = bits.Add64(t[2*i], lo, c)
 		t[2*i+1], c = bits.Add64(t[2*i+1], hi, c)
 	}
-	// Reduce: add yᵢ·n·2^(64i) so that the low k limbs become zero. The
-	// carry out of limb i+k goes into limb i+k+1 on the next step.
-	c = 0
-	for i := 0; i < k; i++ {
-		y := t[i] * m.m0inv
-		c1 := addMulVVW(t[i:i+k], m.n, y)
-		t[i+k], c = bits.Add64(t[i+k], c1, c)
-	}
+	c = redc(t, m.n, m.m0inv)
 	m.finish(z, t[k:], c)
 }
 
@@ -130,6 +120,30 @@ func less(x, y []uint64) bool {
 		}
 	}
 	return false
+}
+
+// sqrCrossGeneric adds the cross products aᵢ·aⱼ, i < j, of a square to
+// the 2k-limb t, which is zero on entry: row i lands at limb 2i+1 and its
+// carry limb at i+k.
+func sqrCrossGeneric(t, a []uint64) {
+	k := len(a)
+	for i := 0; i < k-1; i++ {
+		t[i+k] = addMulVVWGeneric(t[2*i+1:i+k], a[i+1:], a[i])
+	}
+}
+
+// redcGeneric is the Montgomery reduction of the 2k-limb t: it adds
+// yᵢ·n·2^(64i) so that the low k limbs become zero, the carry out of limb
+// i+k going into limb i+k+1 on the next step, and returns the final carry
+// bit: (c, t[k:]) is t·R⁻¹ mod n, below 2n.
+func redcGeneric(t, n []uint64, m0inv uint64) (c uint64) {
+	k := len(n)
+	for i := 0; i < k; i++ {
+		y := t[i] * m0inv
+		c1 := addMulVVWGeneric(t[i:i+k], n, y)
+		t[i+k], c = bits.Add64(t[i+k], c1, c)
+	}
+	return c
 }
 
 // addMulVVWGeneric sets z += x·y and returns the carry limb; len(x) ≥ len(z).

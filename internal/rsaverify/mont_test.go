@@ -42,6 +42,54 @@ func TestAddMulVVW(t *testing.T) {
 	}
 }
 
+// TestRowLoops compares the square's cross products and the Montgomery
+// reduction of the kernel in use with the generic loops, for every size
+// from 1 to 70 limbs, on random limbs and on all-ones limbs.
+func TestRowLoops(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(5, 6))
+	for k := 1; k <= 70; k++ {
+		for _, fill := range []string{"random", "ones"} {
+			a, n := make([]uint64, k), make([]uint64, k)
+			tIn := make([]uint64, 2*k)
+			for i := range a {
+				a[i], n[i] = rng.Uint64(), rng.Uint64()
+				if fill == "ones" {
+					a[i], n[i] = ^uint64(0), ^uint64(0)
+				}
+			}
+			n[0] |= 1
+			for i := range tIn {
+				tIn[i] = rng.Uint64()
+				if fill == "ones" {
+					tIn[i] = ^uint64(0)
+				}
+			}
+			m0inv := newModulus(limbsBig(n), 3).m0inv
+
+			tg, tk := make([]uint64, 2*k), make([]uint64, 2*k)
+			sqrCrossGeneric(tg, a)
+			sqrCross(tk, a)
+			if !slices.Equal(tg, tk) {
+				t.Fatalf("sqrCross (fast=%v), k=%d %s: differs from the generic loop", fastKernel, k, fill)
+			}
+			tg, tk = slices.Clone(tIn), slices.Clone(tIn)
+			cg := redcGeneric(tg, n, m0inv)
+			ck := redc(tk, n, m0inv)
+			if !slices.Equal(tg, tk) || cg != ck {
+				t.Fatalf("redc (fast=%v), k=%d %s: differs from the generic loop", fastKernel, k, fill)
+			}
+			// The generic loop itself: (c, t[k:]) ≡ t·R⁻¹ (mod n), low half zero.
+			r := new(big.Int).Lsh(big.NewInt(1), uint(64*k))
+			want := new(big.Int).Mul(limbsBig(tIn), new(big.Int).ModInverse(r, limbsBig(n)))
+			want.Mod(want, limbsBig(n))
+			got := limbsBig(append(slices.Clone(tg[k:]), cg))
+			if got.Mod(got, limbsBig(n)).Cmp(want) != 0 || !slices.Equal(tg[:k], make([]uint64, k)) {
+				t.Fatalf("redcGeneric, k=%d %s: wrong reduction", k, fill)
+			}
+		}
+	}
+}
+
 // TestExp compares sᵉ mod n with math/big for random odd moduli of 2048
 // to 4096 bits (full and partial top limbs, limb counts on and off the
 // 8-limb blocks), random exponents, and the edge bases 0, 1, 2 and n−1,
