@@ -114,9 +114,9 @@ func (v *Verifier) Size() int { return v.size }
 // VerifyPKCS1v15 checks an RSASSA-PKCS1-v1_5 signature sig of the digest
 // hashed, computed with hash (SHA-256, SHA-384 or SHA-512). It returns nil
 // for a valid signature, ErrVerification for an invalid one, and ErrHash
-// for an unsupported hash or a digest of the wrong length; in every case
-// where crypto/rsa.VerifyPKCS1v15 accepts or refuses the same inputs, so
-// does this.
+// for an unsupported hash or a digest of the wrong length. For the hashes it
+// supports and the keys New takes, it accepts exactly the signatures that
+// crypto/rsa.VerifyPKCS1v15 accepts.
 func (v *Verifier) VerifyPKCS1v15(hash crypto.Hash, hashed, sig []byte) error {
 	prefix, ok := digestInfoPrefixes[hash]
 	if !ok || len(hashed) != hash.Size() {
