@@ -113,8 +113,10 @@ func (f *certsFlags) newKey() (crypto.Signer, error) {
 		return rsa.GenerateKey(rand.Reader, 2048)
 	case "rsa3072":
 		return rsa.GenerateKey(rand.Reader, 3072)
+	case "rsa4096":
+		return rsa.GenerateKey(rand.Reader, 4096)
 	}
-	return nil, fmt.Errorf("--key-type %q is not rsa2048 or rsa3072", f.keyType)
+	return nil, fmt.Errorf("--key-type %q is not rsa2048, rsa3072 or rsa4096", f.keyType)
 }
 
 func (f *certsFlags) run(stdout, stderr io.Writer) error {
