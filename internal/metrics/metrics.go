@@ -296,7 +296,9 @@ func TrustListRefreshed(list string, at time.Time) {
 }
 
 // TrustListRefreshFailed counts a failed refresh of a trust list.
-func TrustListRefreshFailed(list string) { trustListFailures.WithLabelValues(listLabel.value(list)).Inc() }
+func TrustListRefreshFailed(list string) {
+	trustListFailures.WithLabelValues(listLabel.value(list)).Inc()
+}
 
 // RevocationCheck counts a revocation check by method ("ocsp", "crl") and
 // result ("good", "revoked", "unknown", "error").
