@@ -20,9 +20,9 @@ import (
 
 	"github.com/bankedge/bankedge/internal/testcaddy"
 	"github.com/bankedge/bankedge/internal/testjwt"
-	_ "github.com/bankedge/bankedge/modules/jwtauth"
 	"github.com/bankedge/bankedge/modules/ca/console"
 	"github.com/bankedge/bankedge/modules/ca/roles"
+	_ "github.com/bankedge/bankedge/modules/jwtauth"
 )
 
 // consoleUnderTest mounts the console under /ui as bankedge_api will: the
@@ -224,7 +224,10 @@ func (c *consoleClient) do(method, path string, form url.Values, header map[stri
 	return page{resp.StatusCode, resp.Header, string(b)}
 }
 
-func (c *consoleClient) get(path string) page { c.t.Helper(); return c.do(http.MethodGet, path, nil, nil) }
+func (c *consoleClient) get(path string) page {
+	c.t.Helper()
+	return c.do(http.MethodGet, path, nil, nil)
+}
 
 // post sends a form from the console's own origin, as a browser would.
 func (c *consoleClient) post(path string, form url.Values) page {

@@ -160,12 +160,12 @@ func (c *Console) stylesheet(w http.ResponseWriter, _ *http.Request, _ Actor) er
 const expiringWindow = 30 * 24 * time.Hour
 
 type dashboard struct {
-	CA                                 CAInfo
-	Partners                           int
-	Valid, Expiring, Revoked, Expired  int
-	Soon                               []authority.Record
-	TPPs                               []TPP
-	ShowPartners, ShowCerts, CanInit   bool
+	CA                                CAInfo
+	Partners                          int
+	Valid, Expiring, Revoked, Expired int
+	Soon                              []authority.Record
+	TPPs                              []TPP
+	ShowPartners, ShowCerts, CanInit  bool
 }
 
 func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, a Actor) error {
