@@ -538,7 +538,7 @@ func (c *Console) generate(w http.ResponseWriter, r *http.Request, a Actor) erro
 		return err
 	}
 	return c.render(w, r, http.StatusOK, "result", &page{Title: "Keystore", Section: "certificates", Data: resultData{
-		Heading: "Keystore for " + f.Get("partnerId"), Name: file.Name, Password: file.Password, DataURL: dataURL(file),
+		Heading: "Keystore for " + f.Get("partnerId"), Name: safeName(file.Name), Password: file.Password, DataURL: dataURL(file),
 	}})
 }
 
@@ -621,7 +621,7 @@ func (c *Console) truststore(w http.ResponseWriter, r *http.Request, a Actor) er
 		return err
 	}
 	return c.render(w, r, http.StatusOK, "result", &page{Title: "Truststore", Section: "ca", Data: resultData{
-		Heading: "Truststore", Name: file.Name, Password: file.Password, DataURL: dataURL(file),
+		Heading: "Truststore", Name: safeName(file.Name), Password: file.Password, DataURL: dataURL(file),
 	}})
 }
 
