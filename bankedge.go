@@ -8,6 +8,7 @@ import (
 	_ "embed"
 
 	_ "github.com/bankedge/bankedge/modules/ca"
+	_ "github.com/bankedge/bankedge/modules/jwtauth"
 	_ "github.com/bankedge/bankedge/modules/pesit"
 	_ "github.com/bankedge/bankedge/modules/pesit/pesitcmd"
 	_ "github.com/bankedge/bankedge/modules/psd2"
