@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/bankedge/bankedge"
+	"github.com/bankedge/bankedge/modules/psd2/tppcmd"
 )
 
 // runCLI runs the bankedge command line in this process and returns what
@@ -94,5 +99,81 @@ func TestExitStatus(t *testing.T) {
 	}
 	if got := execute([]string{"no-such-command"}); got != 1 {
 		t.Errorf("an unknown command exited with %d", got)
+	}
+}
+
+// "go run" is recognised by where its executable lives.
+func TestIsGoRun(t *testing.T) {
+	t.Setenv("GOCACHE", "/srv/cache/gobuild")
+	for path, want := range map[string]bool{
+		"/tmp/go-build2510244641/b001/exe/bankedge":             true,
+		"/home/dev/.cache/go-build/3f/3f9a-d/bankedge":          true,
+		"/srv/cache/gobuild/ab/abcdef-d/bankedge":               true,
+		"/usr/local/bin/bankedge":                               false,
+		"/home/dev/src/bankedge/bankedge":                       false,
+		"/home/dev/go-builds-are-not-go-run/../bin/bankedge":    false,
+		"/home/dev/go/pkg/mod/cache/download/bankedge/bankedge": false,
+	} {
+		if got := isGoRun(path); got != want {
+			t.Errorf("isGoRun(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
+
+// exampleConfig adapts the embedded Caddyfile.example.
+func exampleConfig(t *testing.T) map[string]any {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(bankedge.ExampleCaddyfile, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// The tpp commands sign in the profile the sandbox checks, unless told
+// otherwise.
+func TestTPPProfileMatchesSandbox(t *testing.T) {
+	cfg, _ := json.Marshal(exampleConfig(t))
+	var profiles []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "psd2_qseal" {
+				p, _ := v["profile"].(string)
+				profiles = append(profiles, p)
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	var c any
+	_ = json.Unmarshal(cfg, &c)
+	walk(c)
+	if len(profiles) == 0 {
+		t.Fatal("no psd2_qseal handler in Caddyfile.example")
+	}
+	for _, p := range profiles {
+		if p != tppcmd.DefaultProfile {
+			t.Errorf("Caddyfile.example checks the %q profile, bankedge tpp signs in %q by default", p, tppcmd.DefaultProfile)
+		}
+	}
+}
+
+// The example's admin endpoint is a unix socket only its owner can open.
+func TestExampleAdminEndpointIsOwnerOnlySocket(t *testing.T) {
+	admin, _ := exampleConfig(t)["admin"].(map[string]any)
+	listen, _ := admin["listen"].(string)
+	if !strings.HasPrefix(listen, "unix/") || !strings.HasSuffix(listen, "/admin.sock|0600") {
+		t.Fatalf("admin listen = %q, want an owner-only unix socket in the sandbox directory", listen)
 	}
 }
