@@ -57,7 +57,7 @@ func TestHelpPresentsBankedge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"bankedge [command]", "bankedge sandbox", readmeURL} {
+	for _, want := range []string{"bankedge [command]", "bankedge sandbox", "doctor", readmeURL} {
 		if !strings.Contains(out, want) {
 			t.Errorf("bankedge --help lacks %q:\n%s", want, out)
 		}
@@ -67,7 +67,7 @@ func TestHelpPresentsBankedge(t *testing.T) {
 			t.Errorf("bankedge --help shows %q", unwanted)
 		}
 	}
-	for _, args := range [][]string{{"tpp", "request", "--help"}, {"sandbox", "--help"}, {"pesit", "send", "--help"}} {
+	for _, args := range [][]string{{"tpp", "request", "--help"}, {"sandbox", "--help"}, {"doctor", "--help"}, {"pesit", "send", "--help"}} {
 		out, err := runCLI(t, args...)
 		if err != nil {
 			t.Fatal(err)

@@ -346,6 +346,32 @@ func TestSandbox(t *testing.T) {
 		}
 	})
 
+	t.Run("doctor", func(t *testing.T) {
+		out, err := runBankedge(t, ctx, dir, env, "doctor").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "No problem found") || strings.Contains(string(out), "FAIL") {
+			t.Fatalf("doctor on a healthy sandbox: %v\n%s", err, out)
+		}
+		for _, want := range []string{"XS2A API, https://localhost:" + xs2a + " presents a certificate for localhost", "verifies against the bankedge CA",
+			"PeSIT over TLS", "its key decrypts with $BANKEDGE_CA_PASSWORD", "is signed by the CA", "reachable and writable", "the sandbox QWAC"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("doctor's report lacks %q:\n%s", want, out)
+			}
+		}
+	})
+
+	cancel()
+	_ = server.Wait()
+	t.Run("doctor on a stopped sandbox", func(t *testing.T) {
+		out, err := runBankedge(t, context.Background(), dir, env, "doctor", "--dir", "sandbox").CombinedOutput()
+		if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+			t.Fatalf("doctor exited with %v:\n%s", err, out)
+		}
+		for _, want := range []string{"FAIL  XS2A API", "nothing accepts connections", "fix: start the gateway", "sandbox --dir sandbox", "problem(s) found"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("doctor's report lacks %q:\n%s", want, out)
+			}
+		}
+	})
 }
 
 // TestTwoInstancesOneCA starts two gateways at once on one empty storage
