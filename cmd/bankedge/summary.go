@@ -47,13 +47,13 @@ func printSummary(w io.Writer, dir string, listeners []listener, fromEnv map[str
 
 	b.WriteString("\nFiles:\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	adminPassword := p("admin-password")
+	adminPassword := "password in " + p("admin-password")
 	if fromEnv[envAdminHash] {
-		adminPassword = "the one whose hash you set in $" + envAdminHash
+		adminPassword = "the password whose hash you set in $" + envAdminHash
 	}
-	demoPassword := p("pesit", "demo-password")
+	demoPassword := "password in " + p("pesit", "demo-password")
 	if fromEnv[envDemoPassword] {
-		demoPassword = "$" + envDemoPassword + ", which you set"
+		demoPassword = "the password you set in $" + envDemoPassword
 	}
 	for _, f := range []struct{ name, what string }{
 		{"secrets.env", "the CA key passphrase, the admin password hash, the PeSIT passwords (keep it: the CA key needs it)"},
@@ -78,8 +78,8 @@ func printSummary(w io.Writer, dir string, listeners []listener, fromEnv map[str
 
 	b.WriteString("\nCredentials:\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  admin API (%s)\tuser admin, password in %s\n", api, adminPassword)
-	fmt.Fprintf(tw, "  PeSIT partner DEMO\tpassword in %s, server id BANKEDGE, TLS client certificate %s\n", demoPassword, p("pesit", "demo.pem"))
+	fmt.Fprintf(tw, "  admin API (%s)\tuser admin, %s\n", api, adminPassword)
+	fmt.Fprintf(tw, "  PeSIT partner DEMO\t%s, server id BANKEDGE, TLS client certificate %s\n", demoPassword, p("pesit", "demo.pem"))
 	fmt.Fprintf(tw, "  TPP PSDGR-BOG-123456\t%s, %s (PKCS#12 password in %s)\n", p("tpp", "qwac.pem"), p("tpp", "qseal.pem"), p("tpp", "p12-password"))
 	tw.Flush()
 
