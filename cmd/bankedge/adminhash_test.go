@@ -178,4 +178,16 @@ func TestSandboxRefusesBadVariables(t *testing.T) {
 	if entries, _ := os.ReadDir(existing); len(entries) != 1 {
 		t.Errorf("the refused sandbox wrote %d files", len(entries)-1)
 	}
+
+	// A directory too deep for the admin socket is refused before anything
+	// is written, saying why.
+	deep := filepath.Join(dir, strings.Repeat("d", 120))
+	env, _ := sandboxEnv(t, t.TempDir())
+	out, err = runBankedge(t, context.Background(), dir, env, "sandbox", "--dir", deep).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "choose a shorter --dir") {
+		t.Fatalf("a sandbox directory too deep for a unix socket: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(deep); err == nil {
+		t.Error("the refused sandbox created its directory")
+	}
 }

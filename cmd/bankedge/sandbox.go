@@ -123,6 +123,9 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
+	if err := checkSocketPaths(listeners); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
 	if err := probeListeners(listeners); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
@@ -235,6 +238,23 @@ func probeListeners(listeners []listener) error {
 	if len(taken) > 0 {
 		return fmt.Errorf("the sandbox cannot listen:%s\nStop what holds them, or choose free ports with the variables named, e.g. BANKEDGE_XS2A_PORT=18443",
 			strings.Join(taken, ""))
+	}
+	return nil
+}
+
+// maxSocketPath is the longest unix socket path Linux and the BSDs accept
+// (sun_path holds 108 and 104 bytes, with a terminating zero).
+const maxSocketPath = 103
+
+// checkSocketPaths refuses unix socket paths the system cannot bind, which
+// a deep --dir makes, with a message that says so.
+func checkSocketPaths(listeners []listener) error {
+	for _, l := range listeners {
+		path, _, _ := strings.Cut(l.addr, "|")
+		if l.network == "unix" && len(path) > maxSocketPath {
+			return fmt.Errorf("the admin socket %s is %d bytes long, more than a unix socket path may be (%d): choose a shorter --dir",
+				path, len(path), maxSocketPath)
+		}
 	}
 	return nil
 }
