@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,9 +18,9 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/bankedge/bankedge"
+	"github.com/bankedge/bankedge/internal/auditlog"
 	"github.com/bankedge/bankedge/modules/ca"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/keystore"
@@ -40,25 +36,62 @@ func init() {
 		Usage: "[--dir <path>]",
 		Short: "Runs the example gateway, with sandbox secrets and certificates made on first start",
 		Long: `
-Serves the embedded Caddyfile.example: the PSD2 XS2A listener with mandatory
-client certificates in front of a mock ASPSP, and the CA admin API on
-127.0.0.1, all backed by the bankedge CA.
+Serves the embedded Caddyfile.example: the PSD2 XS2A listener in front of a
+mock ASPSP, the PeSIT listeners (TCP and TLS) in front of a sandbox PeSIT
+server, and the CA admin API on 127.0.0.1, all backed by the bankedge CA.
 
 On first start it writes, under --dir (default ./sandbox):
-  secrets.env            BANKEDGE_CA_PASSWORD (encrypts the CA key) and
-                         BANKEDGE_ADMIN_PASSWORD_HASH (the API's basic_auth)
-  admin-password         the admin API password (user "admin")
-  tpp/qtsp-root.pem      the CA certificate, which the gateway trusts as QTSP
-  tpp/qwac.*, tpp/qseal.* a QWAC and a QSEAL for PSDGR-BOG-123456 from the CA
-  storage/               Caddy's storage: the CA, partners, inventory
+  secrets.env             BANKEDGE_CA_PASSWORD (encrypts the CA key),
+                          BANKEDGE_ADMIN_PASSWORD_HASH (the API's basic_auth)
+                          and the PeSIT passwords; readable by
+                          "bankedge run --envfile" and by a shell's "."
+  admin-password          the admin API password (user "admin")
+  tpp/                    a QWAC and a QSEAL for PSDGR-BOG-123456 from the CA,
+                          the CA certificate (qtsp-root.pem), p12-password
+  pesit/                  the DEMO partner's password and TLS client
+                          certificate
+  storage/                Caddy's storage: the CA, partners, inventory
+  audit.log, admin.sock   the audit trail; Caddy's admin endpoint (owner only)
 Variables already set in the environment take precedence over secrets.env.
 Nothing outside --dir is written, and nothing goes into system trust stores.
-`,
+
+It refuses to start when another sandbox uses --dir, or when a port it needs
+is taken; the ports change with BANKEDGE_XS2A_PORT, BANKEDGE_ASPSP_PORT,
+BANKEDGE_API_PORT, BANKEDGE_PESIT_PORT, BANKEDGE_PESITS_PORT and
+BANKEDGE_PESIT_UPSTREAM_PORT.
+
+Documentation: ` + readmeURL,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("dir", "sandbox", "directory for sandbox secrets, certificates and state")
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdSandbox)
+			cmd.RunE = runStatus(cmdSandbox)
 		},
 	})
+}
+
+// sandboxPort is a variable that sets a port of Caddyfile.example.
+type sandboxPort struct {
+	env, def string
+	// name is what listens on the port; detail says more in the summary.
+	name, detail string
+}
+
+var sandboxPorts = []sandboxPort{
+	{"BANKEDGE_XS2A_PORT", "8443", "XS2A API", "mTLS with a QWAC, signed requests"},
+	{"BANKEDGE_ASPSP_PORT", "9080", "mock ASPSP", "echoes what the gateway forwards"},
+	{"BANKEDGE_API_PORT", "8080", "CA admin API", "basic auth, user admin"},
+	{"BANKEDGE_PESIT_PORT", "6502", "PeSIT over TCP", "partner id and password"},
+	{"BANKEDGE_PESITS_PORT", "5001", "PeSIT over TLS", "mTLS with a CA-issued certificate"},
+	{"BANKEDGE_PESIT_UPSTREAM_PORT", "6503", "sandbox PeSIT server", "the bank's, behind the gateway"},
+}
+
+// portVariable returns the variable that sets port in the sandbox.
+func portVariable(port string) (sandboxPort, bool) {
+	for _, p := range sandboxPorts {
+		if envOr(p.env, p.def) == port {
+			return p, true
+		}
+	}
+	return sandboxPort{}, false
 }
 
 func cmdSandbox(fl caddycmd.Flags) (int, error) {
@@ -67,27 +100,60 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
+	log := caddy.Log()
+
+	// Everything that can be checked is checked before anything is
+	// written: a bad variable or a taken port leaves no half-made sandbox.
+	secrets, err := readSecrets(dir)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("sandbox secrets: %w", err)
+	}
+	var lock *os.File
+	if _, err := os.Stat(dir); err == nil {
+		if lock, err = lockDir(dir); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+	}
+	os.Setenv("BANKEDGE_SANDBOX", dir)
+	cfg, err := sandboxConfig()
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	listeners, err := configListeners(cfg)
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	if err := checkSocketPaths(listeners); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	if err := probeListeners(listeners); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+
+	if !secrets.existed {
+		log.Info("preparing the sandbox: secrets, then the CA and certificates (first start)", zap.String("dir", dir))
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
-	os.Setenv("BANKEDGE_SANDBOX", dir)
-	log := caddy.Log()
-	if err := loadSecrets(dir, log); err != nil {
+	if lock == nil {
+		if lock, err = lockDir(dir); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+	}
+	defer lock.Close()
+	made, err := secrets.complete(dir)
+	if err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("sandbox secrets: %w", err)
 	}
+	if len(made) > 0 {
+		log.Info("made sandbox secrets", zap.String("file", secrets.path), zap.Strings("variables", made))
+	}
+	secrets.export()
 
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	cfg, warnings, err := adapter.Adapt(bankedge.ExampleCaddyfile, map[string]any{"filename": "Caddyfile.example"})
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("adapting Caddyfile.example: %w", err)
-	}
-	for _, w := range warnings {
-		log.Warn(w.String())
-	}
 	if err := caddy.Load(cfg, true); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("loading Caddyfile.example: %w", err)
 	}
-
 	tppDir := filepath.Join(dir, "tpp")
 	if err := sandboxTPP(tppDir, log); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("making the sandbox TPP certificates: %w", err)
@@ -95,97 +161,99 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 	if err := sandboxPartner(filepath.Join(dir, "pesit"), log); err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("making the sandbox partner certificate: %w", err)
 	}
-	xs2a := "localhost:" + envOr("BANKEDGE_XS2A_PORT", "8443")
-	waitForCertificate(xs2a, filepath.Join(tppDir, "qtsp-root.pem"))
-	log.Info("sandbox gateway running",
-		zap.String("xs2a", "https://"+xs2a),
-		zap.String("admin_api", "http://127.0.0.1:"+envOr("BANKEDGE_API_PORT", "8080")+" (user admin, password in "+filepath.Join(dir, "admin-password")+")"),
-		zap.String("try", "bankedge tpp request --qwac "+filepath.Join(tppDir, "qwac.pem")+" --qseal "+filepath.Join(tppDir, "qseal.pem")+
-			" --profile piraeus -X POST --data '{\"instructedAmount\":{\"currency\":\"EUR\",\"amount\":\"12.00\"}}' https://"+xs2a+"/v1/payments/sepa-credit-transfers"))
+	for _, l := range listeners {
+		if l.app == "http" && l.tls {
+			waitForCertificate(l, filepath.Join(tppDir, "qtsp-root.pem"))
+		}
+	}
+	printSummary(os.Stdout, dir, listeners, secrets.fromEnv)
 	select {}
 }
 
-// sandboxSecret is a variable of secrets.env and how to make it.
-type sandboxSecret struct {
-	name string
-	make func(dir string) (string, error)
-}
-
-var sandboxSecrets = []sandboxSecret{
-	{"BANKEDGE_CA_PASSWORD", func(string) (string, error) { return randomHex(24) }},
-	{"BANKEDGE_ADMIN_PASSWORD_HASH", func(dir string) (string, error) {
-		pw, err := randomHex(12)
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "admin-password"), []byte(pw+"\n"), 0o600); err != nil {
-			return "", err
-		}
-		hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
-		return string(hash), err
-	}},
-	// PeSIT passwords travel in PI 5, which carries 8 characters.
-	{"BANKEDGE_DEMO_PARTNER_PASSWORD", func(dir string) (string, error) {
-		pw, err := randomAlnum(8)
-		if err != nil {
-			return "", err
-		}
-		if err := os.MkdirAll(filepath.Join(dir, "pesit"), 0o700); err != nil {
-			return "", err
-		}
-		return pw, os.WriteFile(filepath.Join(dir, "pesit", "demo-password"), []byte(pw+"\n"), 0o600)
-	}},
-	{"BANKEDGE_UPSTREAM_PESIT_PASSWORD", func(string) (string, error) { return randomAlnum(8) }},
-}
-
-// loadSecrets reads dir/secrets.env into the environment, adding fresh
-// random secrets for the variables it lacks. A variable already in the
-// environment wins.
-func loadSecrets(dir string, log *zap.Logger) error {
-	path := filepath.Join(dir, "secrets.env")
-	values := map[string]string{}
-	if data, err := os.ReadFile(path); err == nil {
-		sc := bufio.NewScanner(strings.NewReader(string(data)))
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			k, v, ok := strings.Cut(line, "=")
-			if !ok {
-				return fmt.Errorf("%s: line %q is not NAME=value", path, line)
-			}
-			values[k] = v
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
+// sandboxConfig adapts the embedded Caddyfile.example and quiets, in the
+// sandbox's log only, lines a sandbox user can do nothing about: Caddy's
+// local CA, which the example does not use, saying that it skips the trust
+// store, and the admin endpoint warning that a unix socket does no host
+// checking (the socket's permissions do that job). Errors of the admin
+// endpoint are still shown.
+func sandboxConfig() ([]byte, error) {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfg, warnings, err := adapter.Adapt(bankedge.ExampleCaddyfile, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		return nil, fmt.Errorf("adapting Caddyfile.example: %w", err)
 	}
-	var added []string
-	for _, sec := range sandboxSecrets {
-		if _, ok := values[sec.name]; ok {
+	for _, w := range warnings {
+		caddy.Log().Warn(w.String())
+	}
+	var c struct {
+		Logging *caddy.Logging `json:"logging,omitempty"`
+		// The rest of the configuration, unchanged.
+		Rest map[string]json.RawMessage `json:"-"`
+	}
+	if err := json.Unmarshal(cfg, &c.Rest); err != nil {
+		return nil, err
+	}
+	if raw, ok := c.Rest["logging"]; ok {
+		if err := json.Unmarshal(raw, &c.Logging); err != nil {
+			return nil, err
+		}
+	}
+	if c.Logging == nil {
+		c.Logging = new(caddy.Logging)
+	}
+	if c.Logging.Logs == nil {
+		c.Logging.Logs = map[string]*caddy.CustomLog{}
+	}
+	def := c.Logging.Logs[caddy.DefaultLoggerName]
+	if def == nil {
+		def = new(caddy.CustomLog)
+		c.Logging.Logs[caddy.DefaultLoggerName] = def
+	}
+	def.Exclude = append(def.Exclude, "admin", "pki.ca.local")
+	c.Logging.Logs["sandbox_admin_errors"] = &caddy.CustomLog{BaseLog: caddy.BaseLog{Level: "ERROR"}, Include: []string{"admin"}}
+	logging, err := json.Marshal(c.Logging)
+	if err != nil {
+		return nil, err
+	}
+	c.Rest["logging"] = logging
+	return json.Marshal(c.Rest)
+}
+
+// probeListeners checks that every TCP port of the configuration is free,
+// and names the ones that are not with the variable that moves them.
+func probeListeners(listeners []listener) error {
+	var taken []string
+	for _, l := range listeners {
+		if l.network != "tcp" {
 			continue
 		}
-		v, err := sec.make(dir)
-		if err != nil {
-			return fmt.Errorf("making %s: %w", sec.name, err)
+		if err := probePort(l.addr); err != nil {
+			what := l.app + " server " + l.server
+			if p, ok := portVariable(l.port); ok {
+				what = p.name + ", " + p.env
+			}
+			taken = append(taken, fmt.Sprintf("\n  port %s (%s) is %v", l.port, what, err))
 		}
-		values[sec.name] = v
-		added = append(added, sec.name)
 	}
-	if len(added) > 0 {
-		var b strings.Builder
-		b.WriteString("# bankedge sandbox secrets, made on first start. Keep this file: the CA key\n# is encrypted with BANKEDGE_CA_PASSWORD.\n")
-		for _, sec := range sandboxSecrets {
-			b.WriteString(sec.name + "=" + values[sec.name] + "\n")
-		}
-		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-			return err
-		}
-		log.Info("made sandbox secrets", zap.String("file", path), zap.Strings("variables", added))
+	if len(taken) > 0 {
+		return fmt.Errorf("the sandbox cannot listen:%s\nStop what holds them, or choose free ports with the variables named, e.g. BANKEDGE_XS2A_PORT=18443",
+			strings.Join(taken, ""))
 	}
-	for k, v := range values {
-		if _, set := os.LookupEnv(k); !set {
-			os.Setenv(k, v)
+	return nil
+}
+
+// maxSocketPath is the longest unix socket path Linux and the BSDs accept
+// (sun_path holds 108 and 104 bytes, with a terminating zero).
+const maxSocketPath = 103
+
+// checkSocketPaths refuses unix socket paths the system cannot bind, which
+// a deep --dir makes, with a message that says so.
+func checkSocketPaths(listeners []listener) error {
+	for _, l := range listeners {
+		path, _, _ := strings.Cut(l.addr, "|")
+		if l.network == "unix" && len(path) > maxSocketPath {
+			return fmt.Errorf("the admin socket %s is %d bytes long, more than a unix socket path may be (%d): choose a shorter --dir",
+				path, len(path), maxSocketPath)
 		}
 	}
 	return nil
@@ -196,11 +264,8 @@ func sandboxTPP(dir string, log *zap.Logger) error {
 	if _, err := os.Stat(filepath.Join(dir, "qseal.pem")); err == nil {
 		return nil
 	}
-	auth, err := sandboxAuthority()
+	auth, audit, err := sandboxAuthority()
 	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	password, err := randomHex(12)
@@ -214,6 +279,8 @@ func sandboxTPP(dir string, log *zap.Logger) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	set := tppcmd.CertSet{Root: auth.Certificate(), P12Password: password}
+	const partner = "psdgr-bog-123456"
 	for _, kind := range []tppcert.Kind{tppcert.QWAC, tppcert.QSEAL} {
 		tmpl, err := tppcert.Template(kind, subject, time.Now(), time.Now())
 		if err != nil {
@@ -224,23 +291,26 @@ func sandboxTPP(dir string, log *zap.Logger) error {
 			purpose = authority.PurposeQSEAL
 		}
 		key, cert, err := auth.Generate(ctx, authority.RSA2048, authority.Request{
-			Template: tmpl, Purpose: purpose, Validity: 365 * 24 * time.Hour, PartnerID: "psdgr-bog-123456", IssuedBy: "bankedge sandbox",
+			Template: tmpl, Purpose: purpose, Validity: 365 * 24 * time.Hour, PartnerID: partner, IssuedBy: sandboxUser,
 		})
 		if err != nil {
+			auditIssuance(audit, "ca.psd2.generate", nil, string(purpose), partner, err)
 			return err
 		}
+		auditIssuance(audit, "ca.psd2.generate", cert, string(purpose), partner, nil)
 		id := &tppclient.Identity{Cert: cert, Key: key, Chain: []*x509.Certificate{auth.Certificate()}}
-		if err := tppcmd.WriteIdentity(dir, kind.String(), id, password); err != nil {
-			return err
+		if kind == tppcert.QWAC {
+			set.QWAC = id
+		} else {
+			set.QSEAL = id
 		}
 	}
-	if err := tppcmd.WriteRoot(dir, auth.Certificate()); err != nil {
+	// The sandbox owns dir: a half-written set from an interrupted first
+	// start is replaced.
+	if _, err := tppcmd.WriteCertSet(dir, set, true); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "p12-password"), []byte(password+"\n"), 0o600); err != nil {
-		return err
-	}
-	log.Info("issued sandbox QWAC and QSEAL", zap.String("dir", dir), zap.String("org_id", subject.OrgID))
+	log.Info("issued the sandbox QWAC and QSEAL", zap.String("dir", dir), zap.String("org_id", subject.OrgID))
 	return nil
 }
 
@@ -250,11 +320,8 @@ func sandboxPartner(dir string, log *zap.Logger) error {
 	if _, err := os.Stat(filepath.Join(dir, "demo.pem")); err == nil {
 		return nil
 	}
-	auth, err := sandboxAuthority()
+	auth, audit, err := sandboxAuthority()
 	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -262,9 +329,11 @@ func sandboxPartner(dir string, log *zap.Logger) error {
 	tmpl := &x509.Certificate{}
 	tmpl.Subject.CommonName = "DEMO"
 	tmpl.Subject.Organization = []string{"bankedge sandbox partner"}
+	const partner = "DEMO"
 	key, cert, err := auth.Generate(ctx, authority.ECDSAP256, authority.Request{
-		Template: tmpl, Purpose: authority.PurposeClient, Validity: 365 * 24 * time.Hour, PartnerID: "DEMO", IssuedBy: "bankedge sandbox",
+		Template: tmpl, Purpose: authority.PurposeClient, Validity: 365 * 24 * time.Hour, PartnerID: partner, IssuedBy: sandboxUser,
 	})
+	auditIssuance(audit, "ca.generate", cert, string(authority.PurposeClient), partner, err)
 	if err != nil {
 		return err
 	}
@@ -273,8 +342,12 @@ func sandboxPartner(dir string, log *zap.Logger) error {
 		return err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
-	for name, data := range map[string][]byte{"demo.pem": certPEM, "demo-key.pem": keyPEM, "ca.pem": auth.CertificatePEM()} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+	// The certificate last: its presence means the set is complete.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"ca.pem", auth.CertificatePEM()}, {"demo-key.pem", keyPEM}, {"demo.pem", certPEM}} {
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -282,26 +355,51 @@ func sandboxPartner(dir string, log *zap.Logger) error {
 	return nil
 }
 
-// sandboxAuthority returns the running bankedge CA.
-func sandboxAuthority() (*authority.Authority, error) {
-	v, err := caddy.ActiveContext().App("bankedge")
+// sandboxUser is the user the audit log names for the sandbox's own
+// issuances.
+const sandboxUser = "bankedge sandbox"
+
+// auditIssuance writes an issuance by the sandbox to bankedge.audit with
+// the fields of the admin API's issuances.
+func auditIssuance(audit *zap.Logger, action string, cert *x509.Certificate, purpose, partner string, err error) {
 	if err != nil {
-		return nil, err
+		audit.Info(action, zap.String("user", sandboxUser), zap.String("outcome", "refused"),
+			zap.String("partner", partner), zap.String("reason", err.Error()))
+		return
 	}
-	return v.(*ca.App).Authority()
+	audit.Info(action, zap.String("user", sandboxUser), zap.String("outcome", "issued"),
+		zap.String("serial", authority.SerialString(cert.SerialNumber)), zap.String("subject", cert.Subject.String()),
+		zap.String("purpose", purpose), zap.String("partner", partner), zap.Time("not_after", cert.NotAfter),
+		zap.String("format", "pem"))
 }
 
-// waitForCertificate waits, for up to 15 seconds, until the listener serves
-// a certificate from the sandbox CA: Caddy obtains it in the background.
-func waitForCertificate(addr, caFile string) {
+// sandboxAuthority returns the running bankedge CA and the audit logger of
+// the running configuration.
+func sandboxAuthority() (*authority.Authority, *zap.Logger, error) {
+	ctx := caddy.ActiveContext()
+	v, err := ctx.App("bankedge")
+	if err != nil {
+		return nil, nil, err
+	}
+	auth, err := v.(*ca.App).Authority()
+	return auth, auditlog.Logger(ctx, "bankedge.audit"), err
+}
+
+// waitForCertificate waits, for up to 15 seconds, until a TLS listener
+// serves a certificate from the sandbox CA: Caddy obtains it in the
+// background after start.
+func waitForCertificate(l listener, caFile string) {
 	pool, err := tppclient.LoadCertPool(caFile)
 	if err != nil {
 		return
 	}
-	host, _, _ := net.SplitHostPort(addr)
+	name := "localhost"
+	if len(l.names) > 0 {
+		name = l.names[0]
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: host})
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", l.dialAddr(), &tls.Config{RootCAs: pool, ServerName: name})
 		if err == nil {
 			conn.Close()
 			return
@@ -313,27 +411,6 @@ func waitForCertificate(addr, caFile string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// randomAlnum returns n random letters and digits.
-func randomAlnum(n int) (string, error) {
-	const chars = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	for i := range b {
-		b[i] = chars[int(b[i])%len(chars)]
-	}
-	return string(b), nil
-}
-
-func randomHex(n int) (string, error) {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
 }
 
 func envOr(name, def string) string {

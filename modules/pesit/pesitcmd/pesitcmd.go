@@ -5,8 +5,10 @@ package pesitcmd
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"go.step.sm/crypto/pemutil"
 
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 	"github.com/bankedge/bankedge/modules/pesit/peer"
@@ -37,7 +40,10 @@ bankedge gateway or against any PeSIT server:
 
 Use --tls (with --cert/--key for mTLS and --ca for the server's CA) for
 PeSIT over TLS; the gateway's example listens on 6502 (TCP) and 5001 (TLS).
-The password can also come from $BANKEDGE_PESIT_PASSWORD.
+A PEM keystore from the admin API (format=pem) is one file with the
+certificate, the CA and an encrypted key: pass it as --cert, with its
+password in --key-password or --key-password-file. The PeSIT password can
+also come from $BANKEDGE_PESIT_PASSWORD.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(sendCommand(), fetchCommand())
@@ -51,6 +57,7 @@ type linkFlags struct {
 	passwordFile                    string
 	useTLS, insecure, raw           bool
 	cert, key, ca, serverName       string
+	keyPassword, keyPasswordFile    string
 	preconnection                   bool
 	timeout                         time.Duration
 	syncKB                          uint16
@@ -68,7 +75,9 @@ func (f *linkFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.serverID, "server-id", "", "server identifier, PI 4 (required)")
 	fl.BoolVar(&f.useTLS, "tls", false, "use TLS (PeSIT-E over TLS)")
 	fl.StringVar(&f.cert, "cert", "", "client certificate for mTLS (PEM)")
-	fl.StringVar(&f.key, "key", "", "client key for mTLS (PEM)")
+	fl.StringVar(&f.key, "key", "", "client key for mTLS (PEM; default: the --cert file, as in a PEM keystore from the admin API)")
+	fl.StringVar(&f.keyPassword, "key-password", "", "password of an encrypted key (ENCRYPTED PRIVATE KEY)")
+	fl.StringVar(&f.keyPasswordFile, "key-password-file", "", "file holding the password of an encrypted key")
 	fl.StringVar(&f.ca, "ca", "", "CA certificate(s) that issued the server's certificate (PEM)")
 	fl.StringVar(&f.serverName, "server-name", "", "TLS server name (default: the host of --to)")
 	fl.BoolVar(&f.insecure, "insecure", false, "do not verify the server's certificate")
@@ -142,17 +151,96 @@ func (f *linkFlags) tlsConfig() (*tls.Config, error) {
 		}
 	}
 	if f.cert != "" || f.key != "" {
-		key := f.key
-		if key == "" {
-			key = f.cert
-		}
-		pair, err := tls.LoadX509KeyPair(f.cert, key)
+		pair, err := f.clientCertificate()
 		if err != nil {
 			return nil, fmt.Errorf("loading the client certificate: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
+}
+
+// clientCertificate reads --cert (the certificate and any chain) and the
+// key from --key or the --cert file. An encrypted PKCS#8 key, as a PEM
+// keystore from the admin API holds, is decrypted with --key-password or
+// --key-password-file.
+func (f *linkFlags) clientCertificate() (tls.Certificate, error) {
+	var pair tls.Certificate
+	if f.cert == "" {
+		return pair, errors.New("--key needs --cert")
+	}
+	certPEM, err := os.ReadFile(f.cert)
+	if err != nil {
+		return pair, err
+	}
+	keyPath := f.key
+	if keyPath == "" {
+		keyPath = f.cert
+	}
+	keyFile, err := os.ReadFile(keyPath)
+	if err != nil {
+		return pair, err
+	}
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			pair.Certificate = append(pair.Certificate, b.Bytes)
+		}
+	}
+	if len(pair.Certificate) == 0 {
+		return pair, fmt.Errorf("%s holds no PEM certificate", f.cert)
+	}
+	var keyBlock []byte
+	encrypted := false
+	for rest := keyFile; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
+			keyBlock, encrypted = pem.EncodeToMemory(b), b.Type == "ENCRYPTED PRIVATE KEY" || b.Headers["Proc-Type"] != ""
+			break
+		}
+	}
+	if keyBlock == nil {
+		return pair, fmt.Errorf("%s holds no PEM private key", keyPath)
+	}
+	password := f.keyPassword
+	if f.keyPasswordFile != "" {
+		b, err := os.ReadFile(f.keyPasswordFile)
+		if err != nil {
+			return pair, fmt.Errorf("--key-password-file: %w", err)
+		}
+		password = strings.TrimRight(string(b), "\r\n")
+	}
+	var opts []pemutil.Options
+	if encrypted {
+		if password == "" {
+			return pair, fmt.Errorf("the key in %s is encrypted: give its password with --key-password or --key-password-file", keyPath)
+		}
+		opts = append(opts, pemutil.WithPassword([]byte(password)))
+	}
+	key, err := pemutil.ParseKey(keyBlock, opts...)
+	if err != nil {
+		if encrypted {
+			return pair, fmt.Errorf("the key in %s cannot be decrypted with that password", keyPath)
+		}
+		return pair, fmt.Errorf("reading the key in %s: %w", keyPath, err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return pair, err
+	}
+	signer, ok := key.(crypto.Signer)
+	pub, okPub := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !okPub || !pub.Equal(signer.Public()) {
+		return pair, fmt.Errorf("the key in %s does not belong to the certificate in %s", keyPath, f.cert)
+	}
+	pair.PrivateKey, pair.Leaf = signer, leaf
+	return pair, nil
 }
 
 func (f *linkFlags) transferOptions(name string) peer.TransferOptions {

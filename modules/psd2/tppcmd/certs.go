@@ -8,19 +8,17 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 	"github.com/bankedge/bankedge/modules/psd2/tppcert"
@@ -44,6 +42,8 @@ type certsFlags struct {
 	days                                                        int
 	// from, user and passwordFile select the CA of a running gateway.
 	from, user, passwordFile string
+	// force allows replacing files in out.
+	force bool
 }
 
 func certsCommand() *cobra.Command {
@@ -56,6 +56,11 @@ func certsCommand() *cobra.Command {
   qtsp-root.pem                       the sandbox QTSP's certificate
   qwac.pem, qwac-key.pem, qwac.p12    the QWAC, for mTLS and X-Client-Certificate
   qseal.pem, qseal-key.pem, qseal.p12 the QSEAL, which signs requests
+  p12-password                        the password of both .p12 files
+
+Files already in --out are never replaced unless --force is given, and the
+files are written together or not at all: the .p12 files and p12-password
+always agree.
 
 Both certificates carry the organizationIdentifier and the ETSI TS 119 495
 qcStatements (roles, NCA name and id).
@@ -69,18 +74,19 @@ qtsp-root.pem. Never let a production gateway trust a sandbox root.`,
 		Args: cobra.NoArgs,
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.out, "out", "sandbox/tpp", "output directory")
+	fl.StringVar(&f.out, "out", "tpp-certs", "output directory")
 	fl.StringVar(&f.orgID, "org-id", "", "organizationIdentifier, PSD<country>-<NCA>-<number>, e.g. PSDGR-BOG-123456 (required)")
 	fl.StringVar(&f.roles, "roles", "PSP_AI,PSP_PI,PSP_IC", "comma-separated PSD2 roles: PSP_AS, PSP_PI, PSP_AI, PSP_IC")
 	fl.StringVar(&f.name, "name", "", "organisation name (subject O); default \"Sandbox TPP <org-id>\"")
 	fl.StringVar(&f.ncaName, "nca-name", "", "name of the competent authority (default from the NCA id)")
 	fl.StringVar(&f.keyType, "key-type", "rsa2048", "key of both certificates: rsa2048 or rsa3072 (a QSEAL signs with RSA)")
-	fl.StringVar(&f.p12Password, "p12-password", "", "password of the PKCS#12 files (default $BANKEDGE_P12_PASSWORD, else a random one printed once)")
+	fl.StringVar(&f.p12Password, "p12-password", "", "password of the PKCS#12 files (default $BANKEDGE_P12_PASSWORD, else a random one); written to p12-password")
 	fl.StringVar(&f.dns, "dns", "tpp.example", "DNS name in the QWAC")
 	fl.IntVar(&f.days, "days", 365, "validity in days")
 	fl.StringVar(&f.from, "from", "", "base URL of a gateway's admin API, e.g. http://127.0.0.1:8080, to get the certificates from its CA")
 	fl.StringVar(&f.user, "user", "admin", "admin API user (with --from)")
 	fl.StringVar(&f.passwordFile, "password-file", "", "file holding the admin API password (with --from; default $BANKEDGE_ADMIN_PASSWORD)")
+	fl.BoolVar(&f.force, "force", false, "replace certificates, keys and p12-password already in --out")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return f.run(cmd.OutOrStdout(), cmd.ErrOrStderr()) }
 	return cmd
 }
@@ -130,23 +136,60 @@ func (f *certsFlags) run(stdout, stderr io.Writer) error {
 	if f.days <= 0 {
 		return errors.New("--days must be positive")
 	}
-	if err := os.MkdirAll(f.out, 0o700); err != nil {
-		return err
-	}
-	if f.from != "" {
-		return f.fromGateway(subject, stdout, stderr)
-	}
-	root, err := loadOrCreateRoot(f.out)
-	if err != nil {
-		return err
+	// Refuse before any key is made or any request sent.
+	reuseRoot := f.from == "" && hasLocalRoot(f.out)
+	if !f.force {
+		if err := checkFree(f.out, reuseRoot); err != nil {
+			return err
+		}
 	}
 	password := f.p12Password
 	if password == "" {
 		if password, err = randomPassword(); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "PKCS#12 password (shown once): %s\n", password)
 	}
+	set := CertSet{P12Password: password}
+	if f.from != "" {
+		if err := f.fromGateway(subject, &set); err != nil {
+			return err
+		}
+	} else if err := f.local(subject, &set, reuseRoot); err != nil {
+		return err
+	}
+	if _, err := WriteCertSet(f.out, set, f.force); err != nil {
+		return err
+	}
+	for _, id := range []*tppclient.Identity{set.QWAC, set.QSEAL} {
+		kind := "qwac"
+		if id == set.QSEAL {
+			kind = "qseal"
+		}
+		fmt.Fprintf(stdout, "%s: %s serial %X, %s, roles %s\n", kind, filepath.Join(f.out, kind+".pem"), id.Cert.SerialNumber, subject.OrgID, f.roles)
+	}
+	if f.from != "" {
+		fmt.Fprintf(stdout, "gateway CA (sandbox QTSP): %s\n", filepath.Join(f.out, rootFile))
+	} else {
+		fmt.Fprintf(stdout, "sandbox QTSP root: %s\n", filepath.Join(f.out, rootFile))
+	}
+	fmt.Fprintf(stdout, "PKCS#12 password: in %s\n", filepath.Join(f.out, passwordFile))
+	return nil
+}
+
+// local issues the QWAC and the QSEAL from a local sandbox root: the one in
+// --out when reuseRoot, else a new one.
+func (f *certsFlags) local(subject tppcert.Subject, set *CertSet, reuseRoot bool) error {
+	var root *sandboxRoot
+	var err error
+	if reuseRoot {
+		root, err = loadRoot(f.out)
+	} else {
+		root, err = newRoot()
+	}
+	if err != nil {
+		return err
+	}
+	set.Root, set.RootKey = root.Cert, root.Key
 	notBefore := time.Now().Add(-5 * time.Minute)
 	notAfter := notBefore.Add(time.Duration(f.days) * 24 * time.Hour)
 	for _, kind := range []tppcert.Kind{tppcert.QWAC, tppcert.QSEAL} {
@@ -162,31 +205,67 @@ func (f *certsFlags) run(stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("issuing %s: %w", kind, err)
 		}
-		if err := writeIdentity(f.out, kind.String(), &tppclient.Identity{Cert: cert, Key: key, Chain: []*x509.Certificate{root.Cert}}, password); err != nil {
-			return err
+		id := &tppclient.Identity{Cert: cert, Key: key, Chain: []*x509.Certificate{root.Cert}}
+		if kind == tppcert.QWAC {
+			set.QWAC = id
+		} else {
+			set.QSEAL = id
 		}
-		fmt.Fprintf(stdout, "%s: %s serial %X, %s, roles %s\n", kind, filepath.Join(f.out, kind.String()+".pem"), cert.SerialNumber, subject.OrgID, f.roles)
 	}
-	fmt.Fprintf(stdout, "sandbox QTSP root: %s\n", filepath.Join(f.out, rootFile))
 	return nil
 }
 
 const (
-	rootFile    = "qtsp-root.pem"
-	rootKeyFile = "qtsp-root-key.pem"
+	rootFile     = "qtsp-root.pem"
+	rootKeyFile  = "qtsp-root-key.pem"
+	passwordFile = "p12-password"
 )
+
+// setFiles are the files of a CertSet, the root's key aside.
+var setFiles = []string{"qwac.pem", "qwac-key.pem", "qwac.p12", "qseal.pem", "qseal-key.pem", "qseal.p12", rootFile, passwordFile}
 
 // sandboxRoot is a local, self-signed sandbox QTSP.
 type sandboxRoot tppclient.Identity
 
-func loadOrCreateRoot(dir string) (*sandboxRoot, error) {
-	id, err := tppclient.LoadIdentity(filepath.Join(dir, rootFile), filepath.Join(dir, rootKeyFile), "")
-	if err == nil {
-		return (*sandboxRoot)(id), nil
+// hasLocalRoot reports whether dir holds a local sandbox root with its key,
+// which tpp certs reuses so that a gateway trusting it keeps trusting the
+// new certificates.
+func hasLocalRoot(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, rootKeyFile))
+	return err == nil
+}
+
+// checkFree refuses a directory that holds any file of a CertSet; with
+// reuseRoot, the root and its key are expected there.
+func checkFree(dir string, reuseRoot bool) error {
+	var taken []string
+	for _, name := range append(slices.Clone(setFiles), rootKeyFile) {
+		if reuseRoot && (name == rootFile || name == rootKeyFile) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			taken = append(taken, name)
+		}
 	}
-	if !errors.Is(err, fs.ErrNotExist) {
+	if len(taken) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%s already holds %s", dir, strings.Join(taken, ", "))
+	if slices.Contains(taken, rootFile) && !reuseRoot {
+		msg += " (" + rootFile + " without " + rootKeyFile + " is the certificate of another CA, e.g. the sandbox gateway's)"
+	}
+	return errors.New(msg + ": choose another --out, or add --force to replace them")
+}
+
+func loadRoot(dir string) (*sandboxRoot, error) {
+	id, err := tppclient.LoadIdentity(filepath.Join(dir, rootFile), filepath.Join(dir, rootKeyFile), "")
+	if err != nil {
 		return nil, fmt.Errorf("reading the sandbox QTSP in %s: %w", dir, err)
 	}
+	return (*sandboxRoot)(id), nil
+}
+
+func newRoot() (*sandboxRoot, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -209,12 +288,6 @@ func loadOrCreateRoot(dir string) (*sandboxRoot, error) {
 		return nil, err
 	}
 	root.Cert = cert
-	if err := writePEM(filepath.Join(dir, rootKeyFile), key, nil); err != nil {
-		return nil, err
-	}
-	if err := writePEM(filepath.Join(dir, rootFile), nil, []*x509.Certificate{cert}); err != nil {
-		return nil, err
-	}
 	return root, nil
 }
 
@@ -233,51 +306,4 @@ func (r *sandboxRoot) sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey)
 		return nil, err
 	}
 	return x509.ParseCertificate(der)
-}
-
-// writeIdentity writes <name>.pem, <name>-key.pem and <name>.p12.
-func writeIdentity(dir, name string, id *tppclient.Identity, password string) error {
-	if err := writePEM(filepath.Join(dir, name+"-key.pem"), id.Key, nil); err != nil {
-		return err
-	}
-	if err := writePEM(filepath.Join(dir, name+".pem"), nil, []*x509.Certificate{id.Cert}); err != nil {
-		return err
-	}
-	p12, err := pkcs12.Modern.Encode(id.Key, id.Cert, id.Chain, password)
-	if err != nil {
-		return fmt.Errorf("encoding %s.p12: %w", name, err)
-	}
-	return os.WriteFile(filepath.Join(dir, name+".p12"), p12, 0o600)
-}
-
-func writePEM(path string, key crypto.Signer, certs []*x509.Certificate) error {
-	var out []byte
-	if key != nil {
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return err
-		}
-		out = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	}
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	mode := os.FileMode(0o644)
-	if key != nil {
-		mode = 0o600
-	}
-	return os.WriteFile(path, out, mode)
-}
-
-// WriteIdentity writes <name>.pem, <name>-key.pem and <name>.p12 (with the
-// chain, protected by password) into dir, the layout that tpp sign and tpp
-// request read.
-func WriteIdentity(dir, name string, id *tppclient.Identity, password string) error {
-	return writeIdentity(dir, name, id, password)
-}
-
-// WriteRoot writes the certificate a gateway trusts as sandbox QTSP to
-// dir/qtsp-root.pem, where tpp request looks for it.
-func WriteRoot(dir string, root *x509.Certificate) error {
-	return writePEM(filepath.Join(dir, rootFile), nil, []*x509.Certificate{root})
 }

@@ -1,14 +1,12 @@
 package tppcmd
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +15,9 @@ import (
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
 )
 
-// fromGateway asks a running gateway's CA for the QWAC and QSEAL.
-func (f *certsFlags) fromGateway(subject tppcert.Subject, stdout, stderr io.Writer) error {
+// fromGateway asks a running gateway's CA for the QWAC and QSEAL, in
+// PKCS#12 files protected by set.P12Password.
+func (f *certsFlags) fromGateway(subject tppcert.Subject, set *CertSet) error {
 	password := os.Getenv("BANKEDGE_ADMIN_PASSWORD")
 	if f.passwordFile != "" {
 		b, err := os.ReadFile(f.passwordFile)
@@ -30,17 +29,9 @@ func (f *certsFlags) fromGateway(subject tppcert.Subject, stdout, stderr io.Writ
 	if password == "" {
 		return errors.New("--from needs the admin API password: --password-file or $BANKEDGE_ADMIN_PASSWORD")
 	}
-	p12Password := f.p12Password
-	if p12Password == "" {
-		var err error
-		if p12Password, err = randomPassword(); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "PKCS#12 password (shown once): %s\n", p12Password)
-	}
+	p12Password := set.P12Password
 	client := &http.Client{Timeout: 30 * time.Second}
 	tppID := strings.ToLower(subject.OrgID)
-	var root *x509.Certificate
 	for _, kind := range []tppcert.Kind{tppcert.QWAC, tppcert.QSEAL} {
 		form := url.Values{
 			"type": {kind.String()}, "orgId": {subject.OrgID}, "validityDays": {strconv.Itoa(f.days)},
@@ -78,19 +69,15 @@ func (f *certsFlags) fromGateway(subject tppcert.Subject, stdout, stderr io.Writ
 		if err != nil {
 			return fmt.Errorf("reading the %s from the gateway: %w", kind, err)
 		}
-		if len(id.Chain) > 0 {
-			root = id.Chain[len(id.Chain)-1]
+		if len(id.Chain) == 0 {
+			return fmt.Errorf("the gateway sent the %s without the CA certificate", kind)
 		}
-		if err := writeIdentity(f.out, kind.String(), id, p12Password); err != nil {
-			return err
+		set.Root = id.Chain[len(id.Chain)-1]
+		if kind == tppcert.QWAC {
+			set.QWAC = id
+		} else {
+			set.QSEAL = id
 		}
-		fmt.Fprintf(stdout, "%s: %s serial %X, %s, roles %s\n", kind, filepath.Join(f.out, kind.String()+".pem"), id.Cert.SerialNumber, subject.OrgID, f.roles)
-	}
-	if root != nil {
-		if err := writePEM(filepath.Join(f.out, rootFile), nil, []*x509.Certificate{root}); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "gateway CA (sandbox QTSP): %s\n", filepath.Join(f.out, rootFile))
 	}
 	return nil
 }

@@ -48,6 +48,13 @@ Run "bankedge tpp <command> --help" for the flags of each.
 	})
 }
 
+// DefaultProfile is the signature profile the tpp commands use without
+// --profile: the one the bankedge sandbox (Caddyfile.example) checks, so that
+// the first request a TPP developer sends to it verifies. It is the profile
+// of the bank the sandbox stands in for (the Piraeus Bank PSD2 API);
+// gateways configured with "profile berlingroup" need --profile berlingroup.
+const DefaultProfile = "piraeus"
+
 // p12PasswordEnv holds the PKCS#12 password when --p12-password is not given.
 const p12PasswordEnv = "BANKEDGE_P12_PASSWORD"
 
@@ -67,8 +74,8 @@ func (f *requestFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.qwac, "qwac", "", "QWAC certificate (PEM or PKCS#12), sent in X-Client-Certificate and, for tpp request, in the TLS handshake")
 	// The environment is read when the command runs, not as the flag's
 	// default, which --help and usage errors would print.
-	fl.StringVar(&f.p12Password, "p12-password", "", "password of PKCS#12 files (default $BANKEDGE_P12_PASSWORD)")
-	fl.StringVar(&f.profile, "profile", "berlingroup", "signature profile: piraeus or berlingroup")
+	fl.StringVar(&f.p12Password, "p12-password", "", "password of PKCS#12 files (default $BANKEDGE_P12_PASSWORD, else the p12-password file next to them)")
+	fl.StringVar(&f.profile, "profile", DefaultProfile, "signature profile: piraeus (as the bankedge sandbox) or berlingroup")
 	fl.StringVar(&f.algorithm, "algorithm", "rsa-sha256", "signature algorithm: rsa-sha256 or rsa-sha512")
 	fl.StringVarP(&f.method, "request", "X", "", "HTTP method (default POST with --data, GET without)")
 	fl.StringVarP(&f.data, "data", "d", "", "request body, or @file to read it from a file")
@@ -99,6 +106,16 @@ func (f *requestFlags) sign(rawURL string) (*signed, error) {
 	}
 	if f.p12Password == "" {
 		f.p12Password = os.Getenv(p12PasswordEnv)
+	}
+	if f.p12Password == "" {
+		// tpp certs and the sandbox write the password next to the .p12.
+		if pwFile := siblingFile(f.qseal, passwordFile); pwFile != "" {
+			b, err := os.ReadFile(pwFile)
+			if err != nil {
+				return nil, err
+			}
+			f.p12Password = strings.TrimSpace(string(b))
+		}
 	}
 	profile, err := httpsig.ProfileByName(f.profile)
 	if err != nil {
@@ -217,20 +234,26 @@ X-Request-ID, as vegeta JSON targets (one per line) for load tests.`,
 func requestCommand() *cobra.Command {
 	var f requestFlags
 	var caCert string
-	var insecure, include bool
+	var insecure, include, errorToStdout bool
 	cmd := &cobra.Command{
 		Use:   "request [flags] <url>",
 		Short: "Send a signed request over mTLS and print the response",
 		Long: `Signs the request with the QSEAL, sends it over TLS presenting the QWAC as
 client certificate, and prints the response body (with -i, the status line and
-headers first). The gateway's certificate is checked against --cacert, by
-default the qtsp-root.pem next to the QWAC when there is one.`,
+headers first). The status line goes to standard error. The gateway's
+certificate is checked against --cacert, by default the qtsp-root.pem next to
+the QWAC when there is one.
+
+On an answer other than 2xx, such as a Berlin Group error, the response goes
+to standard error and the exit status is 1 (with --error-to-stdout, the
+response stays on standard output; the exit status is 1 all the same).`,
 		Args: cobra.ExactArgs(1),
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&caCert, "cacert", "", "PEM file of the CA that issued the gateway's certificate")
 	cmd.Flags().BoolVarP(&insecure, "insecure", "k", false, "do not verify the gateway's certificate")
 	cmd.Flags().BoolVarP(&include, "include", "i", false, "print the status line and response headers")
+	cmd.Flags().BoolVar(&errorToStdout, "error-to-stdout", false, "print a non-2xx response on standard output too (the exit status is still 1)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if f.qwac == "" {
 			return fmt.Errorf("--qwac is required: it is the TLS client certificate")
@@ -260,7 +283,11 @@ default the qtsp-root.pem next to the QWAC when there is one.`,
 			return err
 		}
 		defer resp.Body.Close()
+		ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 		out := cmd.OutOrStdout()
+		if !ok && !errorToStdout {
+			out = cmd.ErrOrStderr()
+		}
 		if include {
 			fmt.Fprintf(out, "%s %s\n", resp.Proto, resp.Status)
 			_ = resp.Header.Write(out)
@@ -270,9 +297,29 @@ default the qtsp-root.pem next to the QWAC when there is one.`,
 		}
 		_, err = io.Copy(out, resp.Body)
 		fmt.Fprintln(out)
-		return err
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// The answer is the message: no "Error:" line repeats it, and
+			// the flags were right.
+			cmd.SilenceErrors, cmd.SilenceUsage = true, true
+			return &StatusError{Status: resp.StatusCode}
+		}
+		return nil
 	}
 	return cmd
+}
+
+// StatusError is the error of tpp request when the gateway answers with a
+// status other than 2xx; the process exits with status 1.
+type StatusError struct {
+	// Status is the HTTP status of the answer.
+	Status int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("the gateway answered %d %s", e.Status, http.StatusText(e.Status))
 }
 
 // randomPassword returns 24 random hex characters.
