@@ -25,11 +25,11 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/bankedge/bankedge"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/modules/ca"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/keystore"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
 	"github.com/bankedge/bankedge/modules/psd2/tppcmd"
 )

@@ -30,9 +30,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"software.sslmate.com/src/go-pkcs12"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/testcaddy"
 	_ "github.com/bankedge/bankedge/modules/ca"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 )
 
 const adminPassword = "S3cret-admin-pass!"

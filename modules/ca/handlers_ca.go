@@ -14,10 +14,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/keystore"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
 )
 
 // POST /api/v1/certificates/ca/initialize

@@ -22,8 +22,8 @@ import (
 	"github.com/spf13/cobra"
 	"software.sslmate.com/src/go-pkcs12"
 
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
 )
 
