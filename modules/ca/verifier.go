@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"sync"
 	"time"
@@ -78,6 +79,9 @@ func (v *Verifier) Provision(ctx caddy.Context) error {
 }
 
 // VerifyClientCertificate implements caddytls.ClientCertificateVerifier.
+// A certificate seen before is not parsed nor its signature checked again
+// (the cache holds only certificates that passed both): only its validity
+// period, its revocation and its purpose are.
 func (v *Verifier) VerifyClientCertificate(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 	if len(rawCerts) == 0 {
 		// Without a certificate the handshake mode decides (WANT or NEED).
@@ -87,80 +91,106 @@ func (v *Verifier) VerifyClientCertificate(rawCerts [][]byte, _ [][]*x509.Certif
 	if err != nil {
 		return err
 	}
-	cert, err := x509.ParseCertificate(rawCerts[0])
-	if err != nil {
-		return fmt.Errorf("client certificate: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err = auth.Verify(ctx, cert)
-	var verr *authority.VerifyError
-	if errors.As(err, &verr) {
-		return fmt.Errorf("client certificate %s refused: %w", authority.SerialString(cert.SerialNumber), err)
-	}
-	if err != nil {
-		return err
-	}
-	purpose, err := v.purposeOf(ctx, auth, cert)
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(v.purposes, purpose) {
-		if purpose == "" {
-			return fmt.Errorf("client certificate %s refused: it is not in the CA's inventory", authority.SerialString(cert.SerialNumber))
+	key := sha256.Sum256(rawCerts[0])
+	seen, ok := v.cache.get(key)
+	if !ok {
+		cert, err := x509.ParseCertificate(rawCerts[0])
+		if err != nil {
+			return fmt.Errorf("client certificate: %w", err)
 		}
-		return fmt.Errorf("client certificate %s refused: issued for %s, not for client authentication here", authority.SerialString(cert.SerialNumber), purpose)
+		if err := auth.Verify(ctx, cert); err != nil {
+			return refusal(cert.SerialNumber, err)
+		}
+		if seen, err = v.inventory(ctx, auth, cert); err != nil {
+			return err
+		}
+		v.cache.put(key, seen)
+	} else {
+		now := time.Now()
+		switch {
+		case now.Before(seen.notBefore):
+			return refusal(seen.serial, &authority.VerifyError{Reason: "not_yet_valid", Err: errors.New("certificate is not valid yet")})
+		case now.After(seen.notAfter):
+			return refusal(seen.serial, &authority.VerifyError{Reason: "expired", Err: errors.New("certificate expired")})
+		}
+		revoked, err := auth.IsRevoked(ctx, seen.serial)
+		if err != nil {
+			return err
+		}
+		if revoked {
+			return refusal(seen.serial, &authority.VerifyError{Reason: "revoked", Err: errors.New("certificate is revoked")})
+		}
+	}
+	if !slices.Contains(v.purposes, seen.purpose) {
+		if seen.purpose == "" {
+			return fmt.Errorf("client certificate %s refused: it is not in the CA's inventory", authority.SerialString(seen.serial))
+		}
+		return fmt.Errorf("client certificate %s refused: issued for %s, not for client authentication here", authority.SerialString(seen.serial), seen.purpose)
 	}
 	return nil
 }
 
-// purposeOf returns the purpose the inventory records for cert, "" when
-// the CA signed it but holds no record of exactly this certificate.
-func (v *Verifier) purposeOf(ctx context.Context, auth *authority.Authority, cert *x509.Certificate) (authority.Purpose, error) {
-	key := sha256.Sum256(cert.Raw)
-	if p, ok := v.cache.get(key); ok {
-		return p, nil
+func refusal(serial *big.Int, err error) error {
+	var verr *authority.VerifyError
+	if errors.As(err, &verr) {
+		return fmt.Errorf("client certificate %s refused: %w", authority.SerialString(serial), err)
 	}
+	return err
+}
+
+// verified is what the verifier keeps of a certificate that the CA signed:
+// its serial, validity period and the purpose the inventory records for
+// it ("" when the CA holds no record of exactly this certificate).
+type verified struct {
+	serial              *big.Int
+	notBefore, notAfter time.Time
+	purpose             authority.Purpose
+}
+
+// inventory reads what the CA's inventory says about cert.
+func (v *Verifier) inventory(ctx context.Context, auth *authority.Authority, cert *x509.Certificate) (verified, error) {
+	out := verified{serial: cert.SerialNumber, notBefore: cert.NotBefore, notAfter: cert.NotAfter}
 	rec, err := auth.Lookup(ctx, cert.SerialNumber)
-	var p authority.Purpose
 	switch {
 	case errors.Is(err, authority.ErrNotFound):
 	case err != nil:
-		return "", err
+		return out, err
 	case slices.Equal(rec.DER, cert.Raw):
-		p = rec.Purpose
+		out.purpose = rec.Purpose
 	}
-	v.cache.put(key, p)
-	return p, nil
+	return out, nil
 }
 
-// purposeCacheSize bounds the purposes kept in memory; a full cache starts
-// over, which costs one inventory read per certificate.
+// purposeCacheSize bounds the certificates kept in memory; a full cache
+// starts over, which costs one verification and inventory read per
+// certificate.
 const purposeCacheSize = 4096
 
-// purposeCache maps certificate digests to inventory purposes. Only
-// certificates signed by the CA get there, so its size is the number of
-// live partner certificates.
+// purposeCache maps certificate digests to what the verifier learnt of
+// them. Only certificates signed by the CA get there, so its size is the
+// number of live partner certificates.
 type purposeCache struct {
 	mu sync.RWMutex
-	m  map[[32]byte]authority.Purpose
+	m  map[[32]byte]verified
 	n  int
 }
 
 func (c *purposeCache) init(n int) {
 	c.mu.Lock()
-	c.m, c.n = make(map[[32]byte]authority.Purpose), n
+	c.m, c.n = make(map[[32]byte]verified), n
 	c.mu.Unlock()
 }
 
-func (c *purposeCache) get(k [32]byte) (authority.Purpose, bool) {
+func (c *purposeCache) get(k [32]byte) (verified, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	p, ok := c.m[k]
 	return p, ok
 }
 
-func (c *purposeCache) put(k [32]byte, p authority.Purpose) {
+func (c *purposeCache) put(k [32]byte, p verified) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.n {

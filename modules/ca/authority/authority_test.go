@@ -444,3 +444,14 @@ func TestReadOnlyWritesNothing(t *testing.T) {
 		t.Fatalf("read-only CA wrote %v", entries)
 	}
 }
+
+// Issue 8, point 10: serials in openssl's notation (x509 -serial): upper
+// case, an even number of digits; colons and lower case accepted on input.
+func TestSerialNotation(t *testing.T) {
+	for in, want := range map[string]string{"abc": "0ABC", "0a:bc": "0ABC", "7F": "7F", "1:00": "0100", "0x0aBc": "0ABC"} {
+		n, err := ParseSerial(in)
+		if err != nil || SerialString(n) != want {
+			t.Errorf("ParseSerial(%q) → %v (%v), want %s", in, n, err, want)
+		}
+	}
+}
