@@ -160,7 +160,7 @@ func TestSandbox(t *testing.T) {
 	// New certificates from the running CA, through the admin API, are
 	// trusted at once.
 	fromCA := runBankedge(t, ctx, dir, nil, "tpp", "certs", "--from", "http://127.0.0.1:"+api, "--password-file", "sandbox/admin-password",
-		"--out", "ai-only", "--org-id", "PSDGR-BOG-654321", "--roles", "PSP_AI", "--p12-password", "x")
+		"--out", "ai-only", "--org-id", "PSDGR-BOG-654321", "--roles", "PSP_AI", "--p12-password", "ai-only-p12-pass")
 	if out, err := fromCA.CombinedOutput(); err != nil {
 		t.Fatalf("tpp certs --from: %v\n%s", err, out)
 	}
@@ -169,7 +169,7 @@ func TestSandbox(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `"code":"ROLE_INVALID"`) {
 		t.Fatalf("a TPP without PSP_PI initiating a payment: %v %s", err, out)
 	}
-	out, err = runBankedge(t, ctx, dir, nil, "tpp", "request", "--qwac", "ai-only/qwac.p12", "--qseal", "ai-only/qseal.p12", "--p12-password", "x",
+	out, err = runBankedge(t, ctx, dir, nil, "tpp", "request", "--qwac", "ai-only/qwac.p12", "--qseal", "ai-only/qseal.p12", "--p12-password", "ai-only-p12-pass",
 		"--profile", "piraeus", "https://localhost:"+xs2a+"/v1/accounts").Output()
 	if err != nil || !strings.Contains(string(out), `"orgId":"PSDGR-BOG-654321"`) {
 		t.Fatalf("the AISP reading accounts: %v %s", err, out)
