@@ -418,3 +418,50 @@ func TestValidateOnlyAndKeyLocation(t *testing.T) {
 		t.Fatalf("the error does not say where the CA key is: %v", err)
 	}
 }
+
+// Nested in handle blocks, bankedge_api cannot add its error route (Caddy
+// drops it there): handle_errors { bankedge_api } answers the 401 as JSON.
+// The verifier's purposes option parses.
+func TestNestedAPIWithHandleErrors(t *testing.T) {
+	dir := t.TempDir()
+	hash, _ := bcrypt.GenerateFromPassword([]byte(adminPassword), bcrypt.MinCost)
+	port := testcaddy.FreePort(t)
+	testcaddy.Load(t, testcaddy.Globals(filepath.Join(dir, "storage"), `bankedge {
+		ca {
+			key_passphrase test-ca-passphrase
+		}
+	}`)+fmt.Sprintf(`
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /api/v1/certificates/ca/crl {
+		bankedge_api
+	}
+	handle {
+		basic_auth {
+			admin %s
+		}
+		bankedge_api
+	}
+	handle_errors {
+		bankedge_api
+	}
+}`, port, hash))
+	g := &gateway{api: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	a := g.call(t, "GET", "/api/v1/certificates/ca/issued", nil, nil, true)
+	expectStatus(t, a, 401, "authentication required")
+	expectStatus(t, g.call(t, "GET", "/api/v1/certificates/ca/issued", nil, nil), 200, "")
+
+	cfg := string(testcaddy.Adapt(t, testcaddy.Globals(filepath.Join(dir, "s2"), "")+`https://localhost:1 {
+	tls {
+		client_auth {
+			trust_pool bankedge
+			verifier bankedge {
+				purposes CLIENT QWAC
+			}
+		}
+	}
+}`))
+	if !strings.Contains(cfg, `"purposes":["CLIENT","QWAC"]`) {
+		t.Fatalf("verifier purposes not in the adapted config: %s", cfg)
+	}
+}
