@@ -413,7 +413,7 @@ func (c *call) validity() (time.Duration, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
-		return 0, fail(http.StatusBadRequest, "validityDays must be a positive number of days, got %q", v)
+		return 0, fail(http.StatusBadRequest, "validityDays must be a positive number of days, got %.20q", v)
 	}
 	// Beyond this the product overflows and wraps, possibly to a short
 	// positive validity that the CA would accept.

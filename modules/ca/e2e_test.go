@@ -91,7 +91,32 @@ https://localhost:%d {
 }
 `, apiPort, hash, mtlsPort)
 	testcaddy.Load(t, g.caddyfile)
+	g.waitForServerCertificate(t)
 	return g
+}
+
+// waitForServerCertificate waits until the mTLS site serves the certificate
+// the bankedge issuer obtains in the background, so that no storage write
+// of Caddy's outlives the test (and its temporary directory).
+func (g *gateway) waitForServerCertificate(t *testing.T) {
+	t.Helper()
+	addr := strings.TrimPrefix(g.mtls, "https://")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var issuer string
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error {
+			issuer = cs.PeerCertificates[0].Issuer.CommonName
+			return nil
+		}})
+		if err == nil {
+			conn.Close()
+		}
+		if issuer == "bankedge Test CA" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the mTLS site has no certificate from the bankedge issuer after 30s")
 }
 
 type answer struct {

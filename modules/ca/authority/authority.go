@@ -426,7 +426,7 @@ func ParseSerial(s string) (*big.Int, error) {
 	n, ok := new(big.Int).SetString(clean, 16)
 	// SetString also takes a sign ("+6a", "-6a"): only hex digits are a serial.
 	if !ok || clean == "" || len(clean) > 64 || n.Sign() <= 0 || strings.Trim(clean, "0123456789abcdefABCDEF") != "" {
-		return nil, fmt.Errorf("serial %q is not a positive hexadecimal number", s)
+		return nil, fmt.Errorf("serial %s is not a positive hexadecimal number of at most 64 digits", quoteShort(s))
 	}
 	return n, nil
 }
