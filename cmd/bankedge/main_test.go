@@ -241,7 +241,7 @@ func TestSandbox(t *testing.T) {
 	// trusted at once; a refusal exits 1 with the Berlin Group error on
 	// standard error.
 	fromCA := runBankedge(t, ctx, dir, nil, "tpp", "certs", "--from", "http://127.0.0.1:"+api, "--password-file", "sandbox/admin-password",
-		"--out", "ai-only", "--org-id", "PSDGR-BOG-654321", "--roles", "PSP_AI", "--p12-password", "x")
+		"--out", "ai-only", "--org-id", "PSDGR-BOG-654321", "--roles", "PSP_AI", "--p12-password", "ai-only-p12-pass")
 	if out, err := fromCA.CombinedOutput(); err != nil {
 		t.Fatalf("tpp certs --from: %v\n%s", err, out)
 	}

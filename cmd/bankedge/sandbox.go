@@ -20,12 +20,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge"
-	"github.com/bankedge/bankedge/internal/auditlog"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/modules/ca"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/keystore"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
 	"github.com/bankedge/bankedge/modules/psd2/tppcmd"
 )
@@ -264,7 +263,7 @@ func sandboxTPP(dir string, log *zap.Logger) error {
 	if _, err := os.Stat(filepath.Join(dir, "qseal.pem")); err == nil {
 		return nil
 	}
-	auth, audit, err := sandboxAuthority()
+	auth, err := sandboxAuthority()
 	if err != nil {
 		return err
 	}
@@ -290,14 +289,12 @@ func sandboxTPP(dir string, log *zap.Logger) error {
 		if kind == tppcert.QSEAL {
 			purpose = authority.PurposeQSEAL
 		}
-		key, cert, err := auth.Generate(ctx, authority.RSA2048, authority.Request{
+		key, cert, err := auth.Generate(ca.WithAuditAction(ctx, "ca.psd2.generate"), authority.RSA2048, authority.Request{
 			Template: tmpl, Purpose: purpose, Validity: 365 * 24 * time.Hour, PartnerID: partner, IssuedBy: sandboxUser,
 		})
 		if err != nil {
-			auditIssuance(audit, "ca.psd2.generate", nil, string(purpose), partner, err)
 			return err
 		}
-		auditIssuance(audit, "ca.psd2.generate", cert, string(purpose), partner, nil)
 		id := &tppclient.Identity{Cert: cert, Key: key, Chain: []*x509.Certificate{auth.Certificate()}}
 		if kind == tppcert.QWAC {
 			set.QWAC = id
@@ -320,7 +317,7 @@ func sandboxPartner(dir string, log *zap.Logger) error {
 	if _, err := os.Stat(filepath.Join(dir, "demo.pem")); err == nil {
 		return nil
 	}
-	auth, audit, err := sandboxAuthority()
+	auth, err := sandboxAuthority()
 	if err != nil {
 		return err
 	}
@@ -330,10 +327,9 @@ func sandboxPartner(dir string, log *zap.Logger) error {
 	tmpl.Subject.CommonName = "DEMO"
 	tmpl.Subject.Organization = []string{"bankedge sandbox partner"}
 	const partner = "DEMO"
-	key, cert, err := auth.Generate(ctx, authority.ECDSAP256, authority.Request{
+	key, cert, err := auth.Generate(ca.WithAuditAction(ctx, "ca.generate"), authority.ECDSAP256, authority.Request{
 		Template: tmpl, Purpose: authority.PurposeClient, Validity: 365 * 24 * time.Hour, PartnerID: partner, IssuedBy: sandboxUser,
 	})
-	auditIssuance(audit, "ca.generate", cert, string(authority.PurposeClient), partner, err)
 	if err != nil {
 		return err
 	}
@@ -359,30 +355,14 @@ func sandboxPartner(dir string, log *zap.Logger) error {
 // issuances.
 const sandboxUser = "bankedge sandbox"
 
-// auditIssuance writes an issuance by the sandbox to bankedge.audit with
-// the fields of the admin API's issuances.
-func auditIssuance(audit *zap.Logger, action string, cert *x509.Certificate, purpose, partner string, err error) {
+// sandboxAuthority returns the running bankedge CA. Its issuances are
+// audited by the CA itself, as the sandbox user.
+func sandboxAuthority() (*authority.Authority, error) {
+	v, err := caddy.ActiveContext().App("bankedge")
 	if err != nil {
-		audit.Info(action, zap.String("user", sandboxUser), zap.String("outcome", "refused"),
-			zap.String("partner", partner), zap.String("reason", err.Error()))
-		return
+		return nil, err
 	}
-	audit.Info(action, zap.String("user", sandboxUser), zap.String("outcome", "issued"),
-		zap.String("serial", authority.SerialString(cert.SerialNumber)), zap.String("subject", cert.Subject.String()),
-		zap.String("purpose", purpose), zap.String("partner", partner), zap.Time("not_after", cert.NotAfter),
-		zap.String("format", "pem"))
-}
-
-// sandboxAuthority returns the running bankedge CA and the audit logger of
-// the running configuration.
-func sandboxAuthority() (*authority.Authority, *zap.Logger, error) {
-	ctx := caddy.ActiveContext()
-	v, err := ctx.App("bankedge")
-	if err != nil {
-		return nil, nil, err
-	}
-	auth, err := v.(*ca.App).Authority()
-	return auth, auditlog.Logger(ctx, "bankedge.audit"), err
+	return v.(*ca.App).Authority()
 }
 
 // waitForCertificate waits, for up to 15 seconds, until a TLS listener

@@ -5,10 +5,14 @@
 package testcaddy
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -41,16 +45,51 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a port that was free a moment ago for TCP and UDP on
+// every interface, and that FreePort has not returned before in this
+// process. It is taken below the kernel's ephemeral range: a port from that
+// range can be taken, between the check and the test's bind, as the source
+// port of any process's outgoing connection, and tests here run next to
+// others that connect a lot.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	lo, hi := 10000, ephemeralStart()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if _, loaded := handedOut.LoadOrStore(port, true); loaded {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		u, err := net.ListenPacket("udp", fmt.Sprintf(":%d", port))
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("finding a free port: none found")
+	return 0
 }
+
+// ephemeralStart is the first port of the kernel's ephemeral range.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				return n
+			}
+		}
+	}
+	return 32768
+}
+
+// handedOut holds the ports FreePort returned.
+var handedOut sync.Map
 
 // Globals is the global options block every test configuration starts
 // with: no admin endpoint, no autosave, no trust-store installation, storage

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 )
 
 // CA is a self-signed certificate authority.

@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
@@ -20,9 +19,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
@@ -33,7 +34,7 @@ import (
 
 func init() {
 	caddy.RegisterModule(&API{})
-	httpcaddyfile.RegisterHandlerDirective("bankedge_api", parseAPI)
+	httpcaddyfile.RegisterDirective("bankedge_api", parseAPIDirective)
 	// After basic_auth, with the other terminal handlers.
 	httpcaddyfile.RegisterDirectiveOrder("bankedge_api", httpcaddyfile.Before, "respond")
 }
@@ -58,7 +59,9 @@ type API struct {
 	// MaxBodySize bounds request bodies, in bytes. Default: 1 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	app *App
+	app    *App
+	mux    *http.ServeMux
+	logger *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,8 +79,13 @@ func (h *API) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app = app
+	h.logger = ctx.Logger()
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = 1 << 20
+	}
+	h.mux = http.NewServeMux()
+	for _, rt := range routes {
+		h.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, rt) })
 	}
 	return nil
 }
@@ -90,7 +98,9 @@ func (h *API) Validate() error {
 	return nil
 }
 
-// apiError is an answer {"error": …} with a status.
+// apiError is an answer {"error": …} with a status. Its message is for
+// the client: it never carries an internal detail (a storage path, a
+// library error); those are logged under the request id instead.
 type apiError struct {
 	status int
 	msg    string
@@ -105,110 +115,175 @@ func fail(status int, format string, args ...any) *apiError {
 
 // call is one API request being served.
 type call struct {
-	w    http.ResponseWriter
-	r    *http.Request
-	user string
-	form url.Values
-	log  *zap.Logger
+	w     http.ResponseWriter
+	r     *http.Request
+	form  url.Values
+	user  string
+	audit *auditTrail
 }
 
-// route is a handler of one path pattern and method.
+// route is an endpoint: a ServeMux pattern (method and path), the action
+// its audit lines are named after, and its handler.
 type route struct {
-	method string
-	fn     func(h *API, c *call, params []string) error
+	pattern string
+	action  string
+	serve   func(h *API, c *call) error
 }
 
-// routes maps path patterns, where "*" matches one segment, to handlers.
-var routes = map[string][]route{
-	"certificates/ca/initialize":         {{http.MethodPost, (*API).initialize}},
-	"certificates/ca/certificate":        {{http.MethodGet, (*API).caCertificate}},
-	"certificates/ca/csr":                {{http.MethodPost, (*API).makeCSR}},
-	"certificates/ca/sign":               {{http.MethodPost, (*API).signCSR}},
-	"certificates/ca/partner/*/generate": {{http.MethodPost, (*API).generatePartner}},
-	"certificates/ca/psd2/*/generate":    {{http.MethodPost, (*API).generatePSD2}},
-	"certificates/ca/verify":             {{http.MethodPost, (*API).verify}},
-	"certificates/ca/truststore":         {{http.MethodGet, (*API).truststore}},
-	"certificates/ca/issued":             {{http.MethodGet, (*API).issued}},
-	"certificates/ca/revoke":             {{http.MethodPost, (*API).revoke}},
-	"certificates/ca/crl":                {{http.MethodGet, (*API).crl}},
-	"config/partners":                    {{http.MethodGet, (*API).listPartners}, {http.MethodPost, (*API).createPartner}},
-	"config/partners/*": {
-		{http.MethodGet, (*API).getPartner}, {http.MethodPut, (*API).updatePartner}, {http.MethodDelete, (*API).deletePartner},
-	},
+// routes are the endpoints, with PeSIT Wizard's paths.
+var routes = []route{
+	{"POST /api/v1/certificates/ca/initialize", "ca.initialize", (*API).initialize},
+	{"GET /api/v1/certificates/ca/certificate", "ca.certificate", (*API).caCertificate},
+	{"POST /api/v1/certificates/ca/csr", "ca.csr", (*API).makeCSR},
+	{"POST /api/v1/certificates/ca/sign", "ca.sign", (*API).signCSR},
+	{"POST /api/v1/certificates/ca/partner/{id}/generate", "ca.generate", (*API).generatePartner},
+	{"POST /api/v1/certificates/ca/psd2/{tppId}/generate", "ca.psd2.generate", (*API).generatePSD2},
+	{"POST /api/v1/certificates/ca/verify", "ca.verify", (*API).verify},
+	{"GET /api/v1/certificates/ca/truststore", "ca.truststore", (*API).truststore},
+	{"GET /api/v1/certificates/ca/issued", "ca.issued", (*API).issued},
+	{"POST /api/v1/certificates/ca/revoke", "ca.revoke", (*API).revoke},
+	{"GET /api/v1/certificates/ca/crl", "ca.crl", (*API).crl},
+	{"POST /api/v1/certificates/ca/crl/regenerate", "ca.crl.regenerate", (*API).regenerateCRL},
+	{"GET /api/v1/config/partners", "partner.list", (*API).listPartners},
+	{"POST /api/v1/config/partners", "partner.create", (*API).createPartner},
+	{"GET /api/v1/config/partners/{id}", "partner.get", (*API).getPartner},
+	{"PUT /api/v1/config/partners/{id}", "partner.update", (*API).updatePartner},
+	{"DELETE /api/v1/config/partners/{id}", "partner.delete", (*API).deletePartner},
 }
 
-// match finds the routes for a path below /api/v1/ and the values of its
-// "*" segments.
-func match(p string) ([]route, []string) {
-	rest, ok := strings.CutPrefix(p, "/api/v1/")
-	if !ok {
-		return nil, nil
-	}
-	segs := strings.Split(strings.TrimSuffix(rest, "/"), "/")
-	for pattern, rs := range routes {
-		ps := strings.Split(pattern, "/")
-		if len(ps) != len(segs) {
-			continue
-		}
-		var params []string
-		matched := true
-		for i := range ps {
-			if ps[i] == "*" {
-				if segs[i] == "" {
-					matched = false
-					break
-				}
-				params = append(params, segs[i])
-			} else if ps[i] != segs[i] {
-				matched = false
-				break
-			}
-		}
-		if matched {
-			return rs, params
-		}
-	}
-	return nil, nil
-}
-
-// ServeHTTP serves the API. Paths outside it get a JSON 404.
+// ServeHTTP serves the API. Paths outside it get a JSON 404, methods an
+// endpoint does not take a JSON 405 with Allow. In an error route
+// (handle_errors, or the one the bankedge_api directive adds), it answers
+// the error being handled, such as basic_auth's 401, as JSON.
 func (h *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	c := &call{w: w, r: r, log: h.app.audit}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		c.user = repl.ReplaceAll("{http.auth.user.id}", "")
-	}
-	err := h.dispatch(c)
-	var ae *apiError
-	if errors.As(err, &ae) {
-		writeJSON(w, ae.status, map[string]string{"error": ae.msg}, ae.reason)
+	if err, ok := r.Context().Value(caddyhttp.ErrorCtxKey).(error); ok {
+		h.serveError(w, r, err)
 		return nil
 	}
-	if err != nil {
-		// Storage failures and the like: not the client's fault, but still
-		// a JSON answer rather than Caddy's error page.
-		caddy.Log().Named("bankedge.api").Error("request failed", zap.String("path", r.URL.Path), zap.Error(err))
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error: " + err.Error()}, "")
+	// One trailing slash is tolerated, as before ServeMux.
+	if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasSuffix(p, "//") {
+		r2 := *r
+		u := *r.URL
+		u.Path, u.RawPath = strings.TrimSuffix(p, "/"), strings.TrimSuffix(u.RawPath, "/")
+		r2.URL = &u
+		r = &r2
 	}
+	// An encoded slash would put a slash inside a {id}: no endpoint has one.
+	if strings.Contains(strings.ToLower(r.URL.RawPath), "%2f") {
+		h.finish(h.newCall(w, r, "api.request"), fail(http.StatusNotFound, "no API endpoint at %s", r.URL.Path))
+		return nil
+	}
+	handler, pattern := h.mux.Handler(r)
+	if pattern != "" {
+		// ServeHTTP, not handler: it sets the request's path values.
+		h.mux.ServeHTTP(w, r)
+		return nil
+	}
+	// No endpoint: ServeMux would answer 404, 405 or a redirect to a
+	// cleaned path, in plain text. The same decisions in JSON.
+	probe := &statusProbe{header: http.Header{}}
+	handler.ServeHTTP(probe, r)
+	c := h.newCall(w, r, "api.request")
+	if probe.status == http.StatusMethodNotAllowed {
+		allow := probe.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		h.finish(c, fail(http.StatusMethodNotAllowed, "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+		return nil
+	}
+	h.finish(c, fail(http.StatusNotFound, "no API endpoint at %s", r.URL.Path))
 	return nil
 }
 
-func (h *API) dispatch(c *call) error {
-	rs, params := match(c.r.URL.Path)
-	if rs == nil {
-		return fail(http.StatusNotFound, "no API endpoint at %s", c.r.URL.Path)
+// statusProbe records what ServeMux's own answer would be.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		p.status = http.StatusOK
 	}
-	var allowed []string
-	for _, rt := range rs {
-		if rt.method == c.r.Method {
-			if err := h.parseForm(c); err != nil {
-				return err
-			}
-			return rt.fn(h, c, params)
+	return len(b), nil
+}
+func (p *statusProbe) WriteHeader(status int) { p.status = status }
+
+// serveError answers an error of an earlier handler of the site: 4xx with
+// the status text (basic_auth's 401 keeps its WWW-Authenticate header),
+// 5xx with a generic message, both with the request id, and audited.
+func (h *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusInternalServerError
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode >= 400 && he.StatusCode < 600 {
+		status = he.StatusCode
+	}
+	action := "api.error"
+	msg := http.StatusText(status)
+	switch status {
+	case http.StatusUnauthorized:
+		action, msg = "api.authenticate", "authentication required: send the admin API credentials (HTTP basic authentication)"
+	case http.StatusForbidden:
+		action = "api.authenticate"
+	}
+	c := h.newCall(w, r, action)
+	if status >= 500 {
+		h.finish(c, err)
+		return
+	}
+	h.finish(c, fail(status, "%s", msg))
+}
+
+func (h *API) newCall(w http.ResponseWriter, r *http.Request, action string) *call {
+	c := &call{w: w, r: r}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl != nil {
+		c.user = repl.ReplaceAll("{http.auth.user.id}", "")
+	}
+	c.audit = newAuditTrail(action, c.user, remoteIP(r), requestID(repl))
+	c.r = r.WithContext(withAuditTrail(r.Context(), c.audit))
+	return c
+}
+
+// serve runs an endpoint's handler and answers its error.
+func (h *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
+	c := h.newCall(w, r, rt.action)
+	err := h.parseForm(c)
+	if err == nil {
+		err = rt.serve(h, c)
+	}
+	h.finish(c, err)
+}
+
+// finish answers err, if any, and audits it unless a line was written for
+// the request already. Errors that are not the client's are logged with
+// the request id and answered with a generic message.
+func (h *API) finish(c *call, err error) {
+	if err == nil {
+		return
+	}
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		h.logger.Error("admin API request failed", zap.String("request_id", c.audit.requestID),
+			zap.String("action", c.audit.action), zap.String("path", c.r.URL.Path), zap.Error(err))
+		ae = &apiError{status: http.StatusInternalServerError, msg: "internal error: the gateway's log has the details under this requestId"}
+		var crl *crlPending
+		if errors.As(err, &crl) {
+			ae.msg = crl.Error()
 		}
-		allowed = append(allowed, rt.method)
 	}
-	c.w.Header().Set("Allow", strings.Join(allowed, ", "))
-	return fail(http.StatusMethodNotAllowed, "%s is not allowed on %s (allowed: %s)", c.r.Method, c.r.URL.Path, strings.Join(allowed, ", "))
+	if !c.audit.written() {
+		outcome := "refused"
+		if ae.status >= 500 {
+			outcome = "failed"
+		}
+		c.audit.log(h.app.audit, outcome, zap.Int("status", ae.status), zap.String("reason", ae.msg))
+	}
+	body := map[string]string{"error": ae.msg, "requestId": c.audit.requestID}
+	if ae.reason != "" {
+		body["reason"] = ae.reason
+	}
+	writeJSON(c.w, ae.status, body)
 }
 
 // parseForm reads the form parameters of the query, and of a form or JSON
@@ -217,7 +292,7 @@ func (h *API) parseForm(c *call) error {
 	r := c.r
 	r.Body = http.MaxBytesReader(c.w, r.Body, h.MaxBodySize)
 	c.form = r.URL.Query()
-	if r.Method == http.MethodGet || r.Method == http.MethodDelete {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete {
 		return nil
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -284,15 +359,10 @@ func bodyError(err error) error {
 	if errors.As(err, &tooBig) {
 		return fail(http.StatusRequestEntityTooLarge, "request body is larger than %d bytes", tooBig.Limit)
 	}
-	return fail(http.StatusBadRequest, "reading the request body: %v", err)
+	return fail(http.StatusBadRequest, "the request body could not be read")
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any, reason string) {
-	if reason != "" {
-		if m, ok := v.(map[string]string); ok {
-			m["reason"] = reason
-		}
-	}
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"encoding the answer failed"}`)
@@ -312,27 +382,6 @@ func writeFile(w http.ResponseWriter, contentType, filename string, body []byte)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
-}
-
-// audit writes one line per administrative action to bankedge.audit.
-func (c *call) audit(action, outcome string, fields ...zap.Field) {
-	user := c.user
-	if user == "" {
-		user = "anonymous"
-	}
-	remote, _, _ := net.SplitHostPort(c.r.RemoteAddr)
-	fields = append([]zap.Field{zap.String("user", user), zap.String("remote_ip", remote), zap.String("outcome", outcome)}, fields...)
-	c.log.Info(action, fields...)
-}
-
-// certFields describes an issued certificate for the audit log; the user
-// is added by call.audit.
-func certFields(cert *x509.Certificate, purpose, partner string) []zap.Field {
-	return []zap.Field{
-		zap.String("serial", authority.SerialString(cert.SerialNumber)),
-		zap.String("subject", cert.Subject.String()), zap.String("purpose", purpose), zap.String("partner", partner),
-		zap.Time("not_after", cert.NotAfter),
-	}
 }
 
 // authority returns the CA or a 409 answer while it is not initialized.
@@ -364,7 +413,7 @@ func (c *call) validity() (time.Duration, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
-		return 0, fail(http.StatusBadRequest, "validityDays must be a positive number of days, got %q", v)
+		return 0, fail(http.StatusBadRequest, "validityDays must be a positive number of days, got %.20q", v)
 	}
 	// Beyond this the product overflows and wraps, possibly to a short
 	// positive validity that the CA would accept.
@@ -416,10 +465,34 @@ func (c *call) keystoreFormat() (keystore.Format, error) {
 	return f, nil
 }
 
-// keystorePassword returns the password parameter, or a random one that is
-// returned once in X-Keystore-Password.
+// keystorePassword returns the password parameter, checked for strength,
+// or a random one that is returned once in X-Keystore-Password. With
+// encryptKey=false (PEM only) the key is left unencrypted: "" is returned.
 func (c *call) keystorePassword(f keystore.Format) (string, error) {
-	if pw := c.form.Get("password"); pw != "" {
+	encrypt := true
+	if v := c.param("encryptKey"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return "", fail(http.StatusBadRequest, "encryptKey must be true or false")
+		}
+		encrypt = b
+	}
+	pw := c.form.Get("password")
+	if !encrypt {
+		switch {
+		case f != keystore.FormatPEM:
+			return "", fail(http.StatusBadRequest, "encryptKey=false is only for format=pem: PKCS#12 and JKS keystores always have a password")
+		case pw != "":
+			return "", fail(http.StatusBadRequest, "encryptKey=false and a password contradict each other")
+		}
+		c.w.Header().Set("X-Keystore-Warning", "the private key in this file is not encrypted: store it where only its user can read it")
+		c.audit.with(zap.Bool("key_encrypted", false))
+		return "", nil
+	}
+	if pw != "" {
+		if err := keystore.CheckPassword(pw); err != nil {
+			return "", fail(http.StatusBadRequest, "password: %v", err)
+		}
 		return pw, nil
 	}
 	pw, err := keystore.RandomPassword()
@@ -457,24 +530,47 @@ func partnerError(err error) error {
 	case errors.As(err, &ve):
 		return fail(http.StatusBadRequest, "%v", ve)
 	case errors.Is(err, registry.ErrNotFound):
-		return fail(http.StatusNotFound, "%v", err)
+		return fail(http.StatusNotFound, "%v", registry.ErrNotFound)
 	case errors.Is(err, registry.ErrExists):
-		return fail(http.StatusConflict, "%v", err)
+		return fail(http.StatusConflict, "%v", registry.ErrExists)
 	}
 	return err
 }
 
-// caError maps authority errors to answers.
+// caError maps authority errors to answers. Policy refusals are the
+// client's and say why; the sentinel texts carry nothing internal.
 func caError(err error) error {
 	switch {
 	case errors.Is(err, authority.ErrPolicy):
 		return fail(http.StatusBadRequest, "%v", err)
 	case errors.Is(err, authority.ErrNotFound):
-		return fail(http.StatusNotFound, "%v", err)
-	case errors.Is(err, authority.ErrRevoked), errors.Is(err, authority.ErrCAExists):
-		return fail(http.StatusConflict, "%v", err)
+		return fail(http.StatusNotFound, "%v", authority.ErrNotFound)
+	case errors.Is(err, authority.ErrRevoked):
+		return fail(http.StatusConflict, "%v", authority.ErrRevoked)
+	case errors.Is(err, authority.ErrCAExists):
+		return fail(http.StatusConflict, "%v", authority.ErrCAExists)
 	}
 	return err
+}
+
+// remoteIP is the client address without its port.
+func remoteIP(r *http.Request) string {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return ip
+}
+
+// requestID is Caddy's id of the request ({http.request.uuid}), which
+// access logs can carry too.
+func requestID(repl *caddy.Replacer) string {
+	if repl != nil {
+		if id := repl.ReplaceAll("{http.request.uuid}", ""); id != "" {
+			return id
+		}
+	}
+	return uuid.NewString()
 }
 
 // UnmarshalCaddyfile parses:
@@ -502,10 +598,32 @@ func (h *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseAPI(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	m := new(API)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
+// parseAPIDirective parses the bankedge_api directive into its route and,
+// at the top level of a site block, an error route: errors of the site's
+// other handlers on /api/v1/ paths, such as basic_auth's 401, are answered
+// as JSON by the API too (with WWW-Authenticate kept) and audited. Caddy
+// drops error routes of directives nested in handle or route blocks;
+// there, `handle_errors { bankedge_api }` does the same.
+func parseAPIDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	api := new(API)
+	if err := api.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	vals := h.NewRoute(matcherSet, api)
+	onAPI := caddy.ModuleMap{"path": caddyconfig.JSON(caddyhttp.MatchPath{"/api/v1/*"}, nil)}
+	errorRoute := caddyhttp.Route{
+		MatcherSetsRaw: []caddy.ModuleMap{onAPI},
+		HandlersRaw:    []json.RawMessage{caddyconfig.JSONModuleObject(api, "handler", "bankedge_api", nil)},
+		Terminal:       true,
+	}
+	return append(vals, httpcaddyfile.ConfigValue{Class: "error_route", Value: &caddyhttp.Subroute{Routes: caddyhttp.RouteList{errorRoute}}}), nil
 }
 
 // Interface guards.

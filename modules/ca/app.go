@@ -28,6 +28,14 @@ func init() {
 	caddy.RegisterModule(&App{})
 }
 
+// ValidateOnly, when set, makes the app write nothing to storage: an
+// existing CA is opened (so a wrong passphrase is still reported), a
+// missing one is made in memory for this process only, declared partners
+// are checked but not stored, and the CRL is not repaired. The bankedge
+// binary sets it for `bankedge validate`, which provisions the whole
+// configuration without running it.
+var ValidateOnly bool
+
 // App is the bankedge app: a private CA and a partner registry.
 //
 // The minimal configuration is the empty global option `bankedge { }` with
@@ -138,6 +146,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg.ReadOnly = ValidateOnly
+	cfg.OnIssue = a.auditIssuance
 	a.caConfig = cfg
 	auth, created, err := authority.Open(ctx, cfg, !a.CA.ManualInitialize)
 	switch {
@@ -145,12 +155,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.logger.Warn("no CA in storage yet; POST /api/v1/certificates/ca/initialize creates it")
 	case err != nil:
 		return fmt.Errorf("opening the bankedge CA: %w", err)
+	case ValidateOnly:
+		a.authority = auth
+		if created {
+			a.logger.Info("no CA in storage: checking the configuration with a throwaway CA, nothing is written")
+		}
 	default:
 		a.authority = auth
 		if created {
 			a.logger.Info("created the bankedge CA", zap.String("subject", auth.Certificate().Subject.String()),
 				zap.String("serial", authority.SerialString(auth.Certificate().SerialNumber)))
 			a.audit.Info("ca.initialize", zap.String("user", "bankedge app (start)"), zap.String("outcome", "created"))
+		}
+		// A revocation whose CRL was not published (a storage failure, a
+		// crash) is published now rather than at the next read.
+		if _, err := auth.CRL(ctx); err != nil {
+			a.logger.Error("the CRL could not be brought up to date; it is retried on every read", zap.Error(err))
 		}
 	}
 
@@ -171,6 +191,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 			id := ""
 			if in.PartnerID != nil {
 				id = *in.PartnerID
+			}
+			if ValidateOnly {
+				if err := a.registry.CheckEnsure(ctx, in); err != nil {
+					return fmt.Errorf("declaring partner %q: %w", id, err)
+				}
+				continue
 			}
 			created, err := a.registry.Ensure(ctx, in)
 			if err != nil {
@@ -276,6 +302,9 @@ func (a *App) Authority() (*authority.Authority, error) {
 // Initialize creates the CA if storage has none; it returns
 // authority.ErrCAExists (and the CA) when it exists.
 func (a *App) Initialize(ctx context.Context) (*authority.Authority, error) {
+	if ValidateOnly {
+		return nil, authority.ErrReadOnly
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	auth, err := authority.Initialize(ctx, a.caConfig)

@@ -30,9 +30,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"software.sslmate.com/src/go-pkcs12"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/testcaddy"
 	_ "github.com/bankedge/bankedge/modules/ca"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 )
 
 const adminPassword = "S3cret-admin-pass!"
@@ -72,16 +72,11 @@ func startGateway(t *testing.T, dir string) *gateway {
 	}`, g.auditLog, g.api)) + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	bind 127.0.0.1
-	@public path /api/v1/certificates/ca/crl
-	handle @public {
-		bankedge_api
+	@private not path /api/v1/certificates/ca/crl
+	basic_auth @private {
+		admin %s
 	}
-	handle {
-		basic_auth {
-			admin %s
-		}
-		bankedge_api
-	}
+	bankedge_api
 }
 
 https://localhost:%d {
@@ -96,7 +91,32 @@ https://localhost:%d {
 }
 `, apiPort, hash, mtlsPort)
 	testcaddy.Load(t, g.caddyfile)
+	g.waitForServerCertificate(t)
 	return g
+}
+
+// waitForServerCertificate waits until the mTLS site serves the certificate
+// the bankedge issuer obtains in the background, so that no storage write
+// of Caddy's outlives the test (and its temporary directory).
+func (g *gateway) waitForServerCertificate(t *testing.T) {
+	t.Helper()
+	addr := strings.TrimPrefix(g.mtls, "https://")
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var issuer string
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error {
+			issuer = cs.PeerCertificates[0].Issuer.CommonName
+			return nil
+		}})
+		if err == nil {
+			conn.Close()
+		}
+		if issuer == "bankedge Test CA" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the mTLS site has no certificate from the bankedge issuer after 30s")
 }
 
 type answer struct {
@@ -244,7 +264,7 @@ func TestAPI(t *testing.T) {
 		expectStatus(t, g.call(t, "GET", "/api/v1/certificates/ca/nothing", nil, nil), 404, "")
 		a := g.call(t, "DELETE", "/api/v1/certificates/ca/certificate", nil, nil)
 		expectStatus(t, a, 405, "")
-		if a.header.Get("Allow") != "GET" {
+		if a.header.Get("Allow") != "GET, HEAD" {
 			t.Errorf("Allow = %q", a.header.Get("Allow"))
 		}
 		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/verify", url.Values{"certificatePem": {strings.Repeat("A", 2<<20)}}, nil), 413, "larger than")
@@ -281,7 +301,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("csr", func(t *testing.T) {
-		a := g.call(t, "POST", "/api/v1/certificates/ca/csr", url.Values{"commonName": {"bank-xyz.example.com"}, "organization": {"Bank XYZ"}, "country": {"FR"}, "password": {"keypass-123"}}, nil)
+		a := g.call(t, "POST", "/api/v1/certificates/ca/csr", url.Values{"commonName": {"bank-xyz.example.com"}, "organization": {"Bank XYZ"}, "country": {"FR"}, "password": {"keypass-12345"}}, nil)
 		expectStatus(t, a, 200, "")
 		m := a.json(t)
 		if !strings.Contains(m["privateKeyPem"].(string), "ENCRYPTED PRIVATE KEY") {
@@ -363,6 +383,8 @@ func TestAPI(t *testing.T) {
 		if strings.TrimSpace(out) != `{"message":"Certificate is valid and signed by our CA"}` {
 			t.Fatalf("seed verify answered %s", out)
 		}
+		// generate, like sign, is for partners of the registry.
+		expectStatus(t, g.call(t, "POST", "/api/v1/config/partners", nil, map[string]any{"partnerId": "SERVER_PROD", "password": "ComplexPassword123!"}), 201, "")
 		gen := fmt.Sprintf(`curl -sf -X POST "%s/api/v1/certificates/ca/partner/SERVER_PROD/generate" -u admin:'%s' -d "commonName=pesit.example.com&purpose=SERVER&validityDays=365" -D %s/headers -o %s/server.p12`,
 			g.api, adminPassword, w, w)
 		run(t, "bash", "-c", gen)
@@ -379,7 +401,7 @@ func TestAPI(t *testing.T) {
 	})
 
 	t.Run("partner keystores open in keytool", func(t *testing.T) {
-		a := g.call(t, "POST", "/api/v1/certificates/ca/partner/BANK_XYZ/generate", url.Values{"commonName": {"bank-xyz.example.com"}, "purpose": {"CLIENT"}, "format": {"jks"}, "password": {"jks-pass-1"}}, nil)
+		a := g.call(t, "POST", "/api/v1/certificates/ca/partner/BANK_XYZ/generate", url.Values{"commonName": {"bank-xyz.example.com"}, "purpose": {"CLIENT"}, "format": {"jks"}, "password": {"jks-pass-12345"}}, nil)
 		expectStatus(t, a, 200, "")
 		if a.header.Get("X-Keystore-Password") != "" {
 			t.Error("X-Keystore-Password sent although the caller chose the password")
@@ -400,7 +422,7 @@ func TestAPI(t *testing.T) {
 		tsFile := filepath.Join(dir, "trust.jks")
 		os.WriteFile(tsFile, ts.body, 0o600)
 		keytool := lookTool(t, "keytool")
-		out := run(t, keytool, "-list", "-keystore", jks, "-storepass", "jks-pass-1")
+		out := run(t, keytool, "-list", "-keystore", jks, "-storepass", "jks-pass-12345")
 		if !strings.Contains(out, "bank_xyz") || !strings.Contains(out, "PrivateKeyEntry") {
 			t.Errorf("keytool -list jks:\n%s", out)
 		}
@@ -418,7 +440,7 @@ func TestAPI(t *testing.T) {
 
 	t.Run("psd2 sandbox certificates", func(t *testing.T) {
 		a := g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{
-			"type": {"qseal"}, "orgId": {"PSDGR-BOG-123456"}, "roles": {"PSP_AI,PSP_PI"}, "ncaName": {"Bank of Greece"}, "format": {"pem"}, "password": {"pem-pass"},
+			"type": {"qseal"}, "orgId": {"PSDGR-BOG-123456"}, "roles": {"PSP_AI,PSP_PI"}, "ncaName": {"Bank of Greece"}, "format": {"pem"}, "password": {"pem-pass-12345"},
 		}, nil)
 		expectStatus(t, a, 200, "")
 		first, rest := pem.Decode(a.body)
@@ -438,7 +460,7 @@ func TestAPI(t *testing.T) {
 		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{"type": {"qwac"}, "orgId": {"PSDGR-BOG-1"}, "roles": {"PSP_XX"}}, nil), 400, "role")
 		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{"type": {"cert"}, "orgId": {"PSDGR-BOG-1"}, "roles": {"PSP_AI"}}, nil), 400, "type")
 		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/psd2/tpp-1/generate", url.Values{"type": {"qwac"}, "orgId": {"PSDGR-BOG-1"}, "roles": {"PSP_AI"}, "commonName": {"tpp-é.example"}, "keyType": {"ecdsa-p256"}}, nil), 400, "ASCII")
-		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/partner/SRV/generate", url.Values{"commonName": {"café.example"}, "purpose": {"SERVER"}, "keyType": {"ecdsa-p256"}}, nil), 400, "ASCII")
+		expectStatus(t, g.call(t, "POST", "/api/v1/certificates/ca/partner/BANK_XYZ/generate", url.Values{"commonName": {"café.example"}, "purpose": {"SERVER"}, "keyType": {"ecdsa-p256"}}, nil), 400, "ASCII")
 	})
 
 	t.Run("mTLS with trust_pool bankedge, then revocation", func(t *testing.T) {
@@ -550,7 +572,7 @@ func TestAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, secret := range []string{adminPassword, "ComplexPassword123!", "AnotherPassword456?", "jks-pass-1", "test-ca-passphrase", "keypass-123"} {
+		for _, secret := range []string{adminPassword, "ComplexPassword123!", "AnotherPassword456?", "jks-pass-12345", "test-ca-passphrase", "keypass-12345"} {
 			if bytes.Contains(data, []byte(secret)) {
 				t.Fatalf("audit log contains a secret")
 			}

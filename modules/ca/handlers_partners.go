@@ -11,12 +11,12 @@ import (
 )
 
 // GET /api/v1/config/partners
-func (h *API) listPartners(c *call, _ []string) error {
+func (h *API) listPartners(c *call) error {
 	list, err := h.app.Registry().List(c.r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, list, "")
+	writeJSON(c.w, http.StatusOK, list)
 	return nil
 }
 
@@ -37,59 +37,59 @@ func readInput(c *call) (registry.Input, error) {
 }
 
 // POST /api/v1/config/partners
-func (h *API) createPartner(c *call, _ []string) error {
+func (h *API) createPartner(c *call) error {
 	in, err := readInput(c)
 	if err != nil {
 		return err
 	}
-	id := ""
 	if in.PartnerID != nil {
-		id = *in.PartnerID
+		c.audit.with(zap.String("partner", *in.PartnerID))
 	}
 	p, err := h.app.Registry().Create(c.r.Context(), in)
 	if err != nil {
-		c.audit("partner.create", "refused", zap.String("partner", id), zap.String("reason", err.Error()))
 		return partnerError(err)
 	}
-	c.audit("partner.create", "created", zap.String("partner", p.PartnerID))
-	writeJSON(c.w, http.StatusCreated, p, "")
+	c.audit.log(h.app.audit, "created")
+	writeJSON(c.w, http.StatusCreated, p)
 	return nil
 }
 
 // GET /api/v1/config/partners/{id}
-func (h *API) getPartner(c *call, params []string) error {
-	p, err := h.app.Registry().Get(c.r.Context(), params[0])
+func (h *API) getPartner(c *call) error {
+	p, err := h.app.Registry().Get(c.r.Context(), c.r.PathValue("id"))
 	if err != nil {
 		return partnerError(err)
 	}
-	writeJSON(c.w, http.StatusOK, p, "")
+	writeJSON(c.w, http.StatusOK, p)
 	return nil
 }
 
 // PUT /api/v1/config/partners/{id}: the fields given replace the stored
 // ones; absent fields, and the password when absent, stay as they are.
-func (h *API) updatePartner(c *call, params []string) error {
+func (h *API) updatePartner(c *call) error {
+	id := c.r.PathValue("id")
+	c.audit.with(zap.String("partner", id))
 	in, err := readInput(c)
 	if err != nil {
 		return err
 	}
-	p, err := h.app.Registry().Update(c.r.Context(), params[0], in)
+	p, err := h.app.Registry().Update(c.r.Context(), id, in)
 	if err != nil {
-		c.audit("partner.update", "refused", zap.String("partner", params[0]), zap.String("reason", err.Error()))
 		return partnerError(err)
 	}
-	c.audit("partner.update", "updated", zap.String("partner", p.PartnerID), zap.Bool("password_changed", in.Password != nil))
-	writeJSON(c.w, http.StatusOK, p, "")
+	c.audit.log(h.app.audit, "updated", zap.Bool("password_changed", in.Password != nil || in.PasswordHash != nil))
+	writeJSON(c.w, http.StatusOK, p)
 	return nil
 }
 
 // DELETE /api/v1/config/partners/{id}
-func (h *API) deletePartner(c *call, params []string) error {
-	if err := h.app.Registry().Delete(c.r.Context(), params[0]); err != nil {
-		c.audit("partner.delete", "refused", zap.String("partner", params[0]), zap.String("reason", err.Error()))
+func (h *API) deletePartner(c *call) error {
+	id := c.r.PathValue("id")
+	c.audit.with(zap.String("partner", id))
+	if err := h.app.Registry().Delete(c.r.Context(), id); err != nil {
 		return partnerError(err)
 	}
-	c.audit("partner.delete", "deleted", zap.String("partner", params[0]))
+	c.audit.log(h.app.audit, "deleted")
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

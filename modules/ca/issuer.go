@@ -10,7 +10,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/certmagic"
-	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/ca/authority"
@@ -68,7 +67,7 @@ func (iss *Issuer) Issue(ctx context.Context, csr *x509.CertificateRequest) (*ce
 	}
 	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	chain = append(chain, auth.CertificatePEM()...)
-	iss.app.audit.Info("ca.issue", append([]zap.Field{zap.String("user", "tls.issuance.bankedge")}, certFields(cert, "SERVER", "")...)...)
+	// The authority audits the issuance (user tls.issuance.bankedge).
 	return &certmagic.IssuedCertificate{Certificate: chain}, nil
 }
 

@@ -18,10 +18,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/caddytls"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/internal/testpki"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 )
 
 // TPP is the identity of a third-party provider read from a verified QWAC

@@ -19,12 +19,12 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/internal/testcaddy"
 	"github.com/bankedge/bankedge/internal/testpki"
 	_ "github.com/bankedge/bankedge/modules/psd2"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
 )
 

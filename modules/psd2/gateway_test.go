@@ -16,11 +16,11 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/internal/testpki"
 	"github.com/bankedge/bankedge/modules/psd2"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
 )
 
 const paymentPath = "/v1/payments/sepa-credit-transfers"

@@ -25,9 +25,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/modules/psd2/certheader"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 )
 
 func init() {

@@ -13,8 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/modules/psd2/certheader"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 )
 
 func init() {

@@ -4,7 +4,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 )
 
 // roleRoute maps a Berlin Group path prefix to the role it needs.

@@ -3,7 +3,7 @@ package psd2
 import (
 	"testing"
 
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 )
 
 func TestRequiredRoleForPath(t *testing.T) {

@@ -110,6 +110,14 @@ type Config struct {
 	RevocationRefresh time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// ReadOnly forbids every storage write: a CA missing from storage is
+	// made in memory only, and issuing, revoking and signing CRLs fail.
+	// Configuration checks (caddy validate) use it.
+	ReadOnly bool
+	// OnIssue, when set, is told of every certificate request the authority
+	// decides, whoever made it: with the issued certificate, or with the
+	// refusal. The bankedge app writes it to the audit log.
+	OnIssue func(ctx context.Context, req Request, cert *x509.Certificate, err error)
 }
 
 // Errors of the authority.
@@ -120,6 +128,7 @@ var (
 	ErrRevoked   = errors.New("the certificate is already revoked")
 	ErrBadKey    = errors.New("the CA key cannot be decrypted: is key_passphrase the one it was created with?")
 	ErrPolicy    = errors.New("request refused by the CA policy")
+	ErrReadOnly  = errors.New("the CA is open read-only (configuration check): nothing is written to storage")
 	errNoStorage = errors.New("no storage configured")
 )
 
@@ -222,7 +231,7 @@ func (a *Authority) load(ctx context.Context) error {
 	if err != nil {
 		// Not %w: a missing key must not look like a missing CA (fs.ErrNotExist),
 		// or Open(create=true) would silently replace the CA that partners trust.
-		return fmt.Errorf("CA certificate found but not its key: %v", err)
+		return fmt.Errorf("CA certificate found but not its key %s: %v", a.where("ca.key"), err)
 	}
 	block, _ := pem.Decode(certPEM)
 	if block == nil {
@@ -238,13 +247,13 @@ func (a *Authority) load(ctx context.Context) error {
 	}
 	der, err := pemutil.DecryptPKCS8PrivateKey(kb.Bytes, a.cfg.Passphrase)
 	if err != nil {
-		return ErrBadKey
+		return fmt.Errorf("%w (%s)", ErrBadKey, a.where("ca.key"))
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		// A wrong passphrase passes the CBC padding check about once in 256
 		// tries and then yields garbage: report it as a bad passphrase too.
-		return ErrBadKey
+		return fmt.Errorf("%w (%s)", ErrBadKey, a.where("ca.key"))
 	}
 	signer, ok := k.(crypto.Signer)
 	if !ok {
@@ -260,7 +269,34 @@ func (a *Authority) load(ctx context.Context) error {
 	return nil
 }
 
+// where says where a storage key lives, for errors that an operator must
+// act on: the file of a file_system storage, else the storage's type. It
+// never prints the storage's configuration, which may hold credentials.
+func (a *Authority) where(name string) string {
+	if fs, ok := a.cfg.Storage.(*certmagic.FileStorage); ok {
+		return "in " + fs.Filename(a.cfg.key(name))
+	}
+	return fmt.Sprintf("at key %s of storage %T", a.cfg.key(name), a.cfg.Storage)
+}
+
+// store writes to storage unless the authority is read-only.
+func (a *Authority) store(ctx context.Context, name string, value []byte) error {
+	if a.cfg.ReadOnly {
+		return ErrReadOnly
+	}
+	return a.cfg.Storage.Store(ctx, a.cfg.key(name), value)
+}
+
 func (a *Authority) initialize(ctx context.Context) (bool, error) {
+	if a.cfg.ReadOnly {
+		// Nothing may be written, not even a lock: a CA of this process
+		// only, so that the configuration can still be checked.
+		key, certPEM, _, err := a.newCA()
+		if err != nil {
+			return false, err
+		}
+		return true, a.use(certPEM, key)
+	}
 	st := a.cfg.Storage
 	lock := a.cfg.key("init")
 	if err := st.Lock(ctx, lock); err != nil {
@@ -273,14 +309,42 @@ func (a *Authority) initialize(ctx context.Context) (bool, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
-	key, err := NewKey(a.cfg.KeyType)
+	key, certPEM, keyPEM, err := a.newCA()
 	if err != nil {
-		return false, fmt.Errorf("generating CA key: %w", err)
+		return false, err
+	}
+	// Key first: a certificate without its key would look like a CA.
+	if err := st.Store(ctx, a.cfg.key("ca.key"), keyPEM); err != nil {
+		return false, fmt.Errorf("storing CA key: %w", err)
+	}
+	if err := st.Store(ctx, a.cfg.key("ca.crt"), certPEM); err != nil {
+		return false, fmt.Errorf("storing CA certificate: %w", err)
+	}
+	return true, a.use(certPEM, key)
+}
+
+// use makes certPEM and key the authority's.
+func (a *Authority) use(certPEM []byte, key crypto.Signer) error {
+	block, _ := pem.Decode(certPEM)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return err
+	}
+	a.cert, a.certPEM, a.key = cert, certPEM, key
+	return nil
+}
+
+// newCA makes a CA key and its self-signed certificate, in PEM, the key
+// encrypted with the passphrase.
+func (a *Authority) newCA() (key crypto.Signer, certPEM, keyPEM []byte, err error) {
+	key, err = NewKey(a.cfg.KeyType)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("generating CA key: %w", err)
 	}
 	now := a.cfg.Now()
 	serial, err := randomSerial()
 	if err != nil {
-		return false, err
+		return nil, nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
@@ -295,30 +359,18 @@ func (a *Authority) initialize(ctx context.Context) (bool, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return false, fmt.Errorf("creating CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return false, err
+		return nil, nil, nil, fmt.Errorf("creating CA certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return false, err
+		return nil, nil, nil, err
 	}
+	defer clear(keyDER)
 	block, err := pemutil.EncryptPKCS8PrivateKey(rand.Reader, keyDER, a.cfg.Passphrase, x509.PEMCipherAES256)
 	if err != nil {
-		return false, fmt.Errorf("encrypting CA key: %w", err)
+		return nil, nil, nil, fmt.Errorf("encrypting CA key: %w", err)
 	}
-	// Key first: a certificate without its key would look like a CA.
-	if err := st.Store(ctx, a.cfg.key("ca.key"), pem.EncodeToMemory(block)); err != nil {
-		return false, fmt.Errorf("storing CA key: %w", err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := st.Store(ctx, a.cfg.key("ca.crt"), certPEM); err != nil {
-		return false, fmt.Errorf("storing CA certificate: %w", err)
-	}
-	a.cert, a.certPEM, a.key = cert, certPEM, key
-	return true, nil
+	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(block), nil
 }
 
 // unlock releases a storage lock even when the request context is done.
@@ -344,9 +396,21 @@ func randomSerial() (*big.Int, error) {
 	return n.Add(n, big.NewInt(1)), nil
 }
 
-// SerialString is the form serials take in storage keys and the API:
-// upper-case hex without separators.
-func SerialString(n *big.Int) string { return strings.ToUpper(n.Text(16)) }
+// SerialString is the one notation of serials in the API, the inventory,
+// the audit log and the CRL's answers: the one `openssl x509 -serial`
+// prints, upper-case hex without separators and with an even number of
+// digits (a leading 0 when needed).
+func SerialString(n *big.Int) string {
+	s := strings.ToUpper(n.Text(16))
+	if len(s)%2 == 1 {
+		s = "0" + s
+	}
+	return s
+}
+
+// storageSerial is the serial in storage keys: upper-case hex without a
+// leading zero, as inventories made before SerialString padded hold them.
+func storageSerial(n *big.Int) string { return strings.ToUpper(n.Text(16)) }
 
 // ParseSerial reads a serial as openssl prints it: hex, with or without
 // colons, spaces or a 0x prefix, in any case.
@@ -362,7 +426,7 @@ func ParseSerial(s string) (*big.Int, error) {
 	n, ok := new(big.Int).SetString(clean, 16)
 	// SetString also takes a sign ("+6a", "-6a"): only hex digits are a serial.
 	if !ok || clean == "" || len(clean) > 64 || n.Sign() <= 0 || strings.Trim(clean, "0123456789abcdefABCDEF") != "" {
-		return nil, fmt.Errorf("serial %q is not a positive hexadecimal number", s)
+		return nil, fmt.Errorf("serial %s is not a positive hexadecimal number of at most 64 digits", quoteShort(s))
 	}
 	return n, nil
 }

@@ -204,6 +204,10 @@ func TestOpenWrongPassphrase(t *testing.T) {
 		if msg := err.Error(); strings.Contains(msg, wrong) || strings.Contains(msg, testPassphrase) {
 			t.Errorf("error text reveals a passphrase: %q", msg)
 		}
+		// Issue 8, point 6: the operator is told which storage holds it.
+		if msg := err.Error(); !strings.Contains(msg, filepath.Join(dir, "bankedge", "ca", "ca.key")) {
+			t.Errorf("error does not say where the CA key is: %q", msg)
+		}
 	}
 	if _, err := Initialize(context.Background(), cfg); !errors.Is(err, ErrBadKey) {
 		t.Errorf("Initialize with a wrong passphrase: %v, want ErrBadKey", err)
@@ -415,5 +419,39 @@ func TestOrganizationWithoutCommonName(t *testing.T) {
 	s := a.Certificate().Subject
 	if s.CommonName != "bankedge Private CA" || !slices.Equal(s.Organization, []string{"Example Bank"}) {
 		t.Fatalf("CA subject %v, want the default CN with organization Example Bank", s)
+	}
+}
+
+// A read-only CA (caddy validate) writes nothing: without a CA in storage
+// it makes one in memory, and it issues, revokes and publishes nothing.
+func TestReadOnlyWritesNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.ReadOnly = true
+	a, created, err := Open(context.Background(), cfg, true)
+	if err != nil || !created || a.Certificate() == nil {
+		t.Fatalf("read-only Open on empty storage: %v, created %v", err, created)
+	}
+	ctx := context.Background()
+	if _, err := a.Issue(ctx, Request{PublicKey: mustECDSA(t, elliptic.P256()).Public(), Template: &x509.Certificate{}, Purpose: PurposeClient, Validity: time.Hour}); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("Issue: %v", err)
+	}
+	if _, err := a.CRL(ctx); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("CRL: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("read-only CA wrote %v", entries)
+	}
+}
+
+// Issue 8, point 10: serials in openssl's notation (x509 -serial): upper
+// case, an even number of digits; colons and lower case accepted on input.
+func TestSerialNotation(t *testing.T) {
+	for in, want := range map[string]string{"abc": "0ABC", "0a:bc": "0ABC", "7F": "7F", "1:00": "0100", "0x0aBc": "0ABC"} {
+		n, err := ParseSerial(in)
+		if err != nil || SerialString(n) != want {
+			t.Errorf("ParseSerial(%q) → %v (%v), want %s", in, n, err, want)
+		}
 	}
 }

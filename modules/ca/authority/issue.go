@@ -15,11 +15,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
-	"slices"
 	"strings"
 	"time"
-	"unicode"
 )
 
 // Purpose says what an issued certificate is for; it decides the key
@@ -78,8 +77,24 @@ type Request struct {
 	IssuedBy  string
 }
 
-// Issue signs a certificate and records it in the inventory.
+// Issue signs a certificate and records it in the inventory. Every call,
+// issued or refused, is reported to Config.OnIssue.
 func (a *Authority) Issue(ctx context.Context, req Request) (*x509.Certificate, error) {
+	cert, err := a.issue(ctx, req)
+	a.report(ctx, req, cert, err)
+	return cert, err
+}
+
+func (a *Authority) report(ctx context.Context, req Request, cert *x509.Certificate, err error) {
+	if a.cfg.OnIssue != nil {
+		a.cfg.OnIssue(ctx, req, cert, err)
+	}
+}
+
+func (a *Authority) issue(ctx context.Context, req Request) (*x509.Certificate, error) {
+	if a.cfg.ReadOnly {
+		return nil, ErrReadOnly
+	}
 	if err := CheckKey(req.PublicKey); err != nil {
 		return nil, err
 	}
@@ -94,12 +109,8 @@ func (a *Authority) Issue(ctx context.Context, req Request) (*x509.Certificate, 
 		return nil, fmt.Errorf("%w: the request has no certificate template", ErrPolicy)
 	}
 	t := *req.Template
-	// x509.CreateCertificate fails on these otherwise, which would look
-	// like a CA fault rather than a bad request.
-	for _, n := range slices.Concat(t.DNSNames, t.EmailAddresses) {
-		if strings.ContainsFunc(n, func(r rune) bool { return r > unicode.MaxASCII }) {
-			return nil, fmt.Errorf("%w: %q is not ASCII: DNS names and e-mail addresses must be (IDNs in their xn-- form)", ErrPolicy, n)
-		}
+	if err := CheckNames(&t); err != nil {
+		return nil, err
 	}
 	// x509.CreateCertificate lets ExtraExtensions override the fields set
 	// below, so a template could otherwise turn its certificate into a CA.
@@ -182,7 +193,7 @@ func (a *Authority) Issue(ctx context.Context, req Request) (*x509.Certificate, 
 		IssuedBy:  req.IssuedBy,
 		DER:       der,
 	}
-	if err := a.storeRecord(ctx, rec); err != nil {
+	if err := a.storeRecord(ctx, cert.SerialNumber, rec); err != nil {
 		return nil, fmt.Errorf("recording issued certificate: %w", err)
 	}
 	return cert, nil
@@ -192,9 +203,12 @@ func (a *Authority) Issue(ctx context.Context, req Request) (*x509.Certificate, 
 // The subject and SANs come from the CSR; key usages from the purpose.
 func (a *Authority) SignCSR(ctx context.Context, csr *x509.CertificateRequest, purpose Purpose, validity time.Duration, partnerID, by string) (*x509.Certificate, error) {
 	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: the CSR signature does not verify: %v", ErrPolicy, err)
+		err = fmt.Errorf("%w: the CSR signature does not verify: %v", ErrPolicy, err)
+		a.report(ctx, Request{Template: &x509.Certificate{Subject: csr.Subject}, Purpose: purpose, PartnerID: partnerID, IssuedBy: by}, nil, err)
+		return nil, err
 	}
 	if err := refuseCARequest(csr); err != nil {
+		a.report(ctx, Request{Template: &x509.Certificate{Subject: csr.Subject}, Purpose: purpose, PartnerID: partnerID, IssuedBy: by}, nil, err)
 		return nil, err
 	}
 	// Local copies: the caller's CSR is left as it was.
@@ -299,20 +313,38 @@ const (
 	StatusRevoked = "revoked"
 )
 
-func (a *Authority) recordKey(serial interface{ Text(int) string }) string {
-	return a.cfg.key("issued/" + strings.ToUpper(serial.Text(16)) + ".json")
+// recordKey is the storage key of a serial's inventory record.
+func (a *Authority) recordKey(serial *big.Int) string {
+	return a.cfg.key(a.recordName(serial))
 }
 
-func (a *Authority) storeRecord(ctx context.Context, rec Record) error {
-	rec.Status = "" // derived on read
+func (a *Authority) recordName(serial *big.Int) string {
+	return "issued/" + storageSerial(serial) + ".json"
+}
+
+func (a *Authority) storeRecord(ctx context.Context, serial *big.Int, rec Record) error {
+	// Derived on read: the status from the clock, the revocation from the
+	// revocation list, which is the one record of revocations.
+	rec.Status, rec.RevokedAt, rec.RevocationReason = "", nil, ""
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return a.cfg.Storage.Store(ctx, a.cfg.key("issued/"+rec.Serial+".json"), b)
+	return a.store(ctx, a.recordName(serial), b)
 }
 
-func (a *Authority) withStatus(rec Record) Record {
+// withStatus fills the record's derived fields: the serial in SerialString
+// notation, the revocation from revoked (the revocation list) and the
+// status.
+func (a *Authority) withStatus(rec Record, revoked map[string]Revocation) Record {
+	if n, err := ParseSerial(rec.Serial); err == nil {
+		rec.Serial = SerialString(n)
+	}
+	rec.RevokedAt, rec.RevocationReason = nil, ""
+	if r, ok := revoked[rec.Serial]; ok {
+		at := r.RevokedAt
+		rec.RevokedAt, rec.RevocationReason = &at, ReasonName(r.Reason)
+	}
 	switch {
 	case rec.RevokedAt != nil:
 		rec.Status = StatusRevoked

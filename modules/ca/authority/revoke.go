@@ -3,14 +3,15 @@ package authority
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"math/big"
 	"path"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,12 @@ func (a *Authority) Issued(ctx context.Context) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing issued certificates: %w", err)
 	}
+	state, err := a.loadRevocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.setRevocations(state.list)
+	revoked := a.revokedMap()
 	out := make([]Record, 0, len(keys))
 	for _, k := range keys {
 		if !strings.HasSuffix(k, ".json") {
@@ -40,13 +47,14 @@ func (a *Authority) Issued(ctx context.Context) ([]Record, error) {
 		if err := json.Unmarshal(b, &rec); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", path.Base(k), err)
 		}
-		out = append(out, a.withStatus(rec))
+		out = append(out, a.withStatus(rec, revoked))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].IssuedAt.After(out[j].IssuedAt) })
 	return out, nil
 }
 
-// Lookup returns the inventory record of a serial, or ErrNotFound.
+// Lookup returns the inventory record of a serial, or ErrNotFound, with
+// its revocation as currently stored.
 func (a *Authority) Lookup(ctx context.Context, serial *big.Int) (Record, error) {
 	b, err := a.cfg.Storage.Load(ctx, a.recordKey(serial))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -59,7 +67,12 @@ func (a *Authority) Lookup(ctx context.Context, serial *big.Int) (Record, error)
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return Record{}, err
 	}
-	return a.withStatus(rec), nil
+	state, err := a.loadRevocations(ctx)
+	if err != nil {
+		return Record{}, err
+	}
+	a.setRevocations(state.list)
+	return a.withStatus(rec, a.revokedMap()), nil
 }
 
 // Revocation is one revoked serial.
@@ -95,6 +108,9 @@ func ParseReason(s string) (int, error) {
 			return n, nil
 		}
 	}
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
 	return 0, fmt.Errorf("revocation reason %q is not an RFC 5280 name such as keyCompromise", s)
 }
 
@@ -108,26 +124,73 @@ func ReasonName(n int) string {
 	return strconv.Itoa(n)
 }
 
-func (a *Authority) revocationsKey() string { return a.cfg.key("revocations.json") }
+// The revocation list (revocations.json) is the one record of revocations:
+// a revocation is one atomic write of it. Everything else is derived from
+// it: the inventory's revocation fields on read, the in-memory view of
+// handshakes, and the CRL, which records the digest of the list it was made
+// from and is made again whenever it is read (or the app starts) behind the
+// list. So a failure or a crash between the writes leaves nothing
+// inconsistent for longer than the next read.
+const (
+	revocationsName = "revocations.json"
+	crlName         = "crl.json"
+)
 
-func (a *Authority) loadRevocations(ctx context.Context) ([]Revocation, error) {
-	b, err := a.cfg.Storage.Load(ctx, a.revocationsKey())
+// revocationState is the revocation list as stored, with its digest.
+type revocationState struct {
+	list   []Revocation
+	digest string
+}
+
+// digestOf names the content of a revocation list file; "" for none.
+func digestOf(raw []byte) string {
+	if raw == nil {
+		return ""
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+func (a *Authority) loadRevocations(ctx context.Context) (revocationState, error) {
+	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(revocationsName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return revocationState{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return revocationState{}, fmt.Errorf("loading the revocation list: %w", err)
 	}
 	var list []Revocation
 	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("reading revocations: %w", err)
+		return revocationState{}, fmt.Errorf("reading the revocation list: %w", err)
 	}
-	return list, nil
+	// Lists written before SerialString padded serials hold odd-length
+	// ones: one notation in memory.
+	for i := range list {
+		if n, err := ParseSerial(list[i].Serial); err == nil {
+			list[i].Serial = SerialString(n)
+		}
+	}
+	return revocationState{list: list, digest: digestOf(b)}, nil
 }
 
-// Revoke revokes a certificate issued by this CA, records it in the
-// inventory and publishes a new CRL.
+// Errors of revocation.
+var (
+	// ErrCRLNotPublished is returned (wrapped) when a revocation is
+	// recorded and in force but the new CRL could not be stored; the next
+	// read of the CRL makes it.
+	ErrCRLNotPublished = errors.New("the revocation is recorded, but the new CRL could not be published yet")
+)
+
+// Revoke revokes a certificate issued by this CA and publishes a new CRL.
+// The revocation is in force once the revocation list is stored, which is
+// one write; when publishing the CRL fails after it, Revoke returns the
+// revoked record with an error wrapping ErrCRLNotPublished. Revoking a
+// revoked certificate returns ErrRevoked, after publishing the CRL if it
+// was behind.
 func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Record, error) {
+	if a.cfg.ReadOnly {
+		return Record{}, ErrReadOnly
+	}
 	// The code goes into the CRL as is: refuse what ParseReason refuses
 	// (7 is unassigned, removeFromCRL only means something in delta CRLs).
 	if _, err := ParseReason(strconv.Itoa(reason)); err != nil {
@@ -139,43 +202,46 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 		return Record{}, fmt.Errorf("taking the revocation lock: %w", err)
 	}
 	defer unlock(st, lock)
-	rec, err := a.Lookup(ctx, serial)
+	b, err := st.Load(ctx, a.recordKey(serial))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, ErrNotFound
+	}
 	if err != nil {
 		return Record{}, err
 	}
-	if rec.RevokedAt != nil {
-		return rec, ErrRevoked
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return Record{}, err
 	}
-	list, err := a.loadRevocations(ctx)
+	state, err := a.loadRevocations(ctx)
 	if err != nil {
 		return Record{}, err
 	}
-	now := a.cfg.Now().UTC().Truncate(time.Second)
-	entry := Revocation{Serial: rec.Serial, RevokedAt: now, Reason: reason}
-	// A Revoke that stored the list but failed to update the record is
-	// retried with the record still valid: replace its entry rather than
-	// listing the serial twice in the CRL.
-	if i := slices.IndexFunc(list, func(r Revocation) bool { return r.Serial == rec.Serial }); i >= 0 {
-		list[i] = entry
-	} else {
-		list = append(list, entry)
+	key := SerialString(serial)
+	for _, r := range state.list {
+		if r.Serial == key {
+			a.setRevocations(state.list)
+			rec = a.withStatus(rec, a.revokedMap())
+			if _, err := a.publishIfBehind(ctx, state); err != nil {
+				return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
+			}
+			return rec, ErrRevoked
+		}
 	}
-	b, err := json.Marshal(list)
+	list := append(state.list, Revocation{Serial: key, RevokedAt: a.cfg.Now().UTC().Truncate(time.Second), Reason: reason})
+	raw, err := json.Marshal(list)
 	if err != nil {
 		return Record{}, err
 	}
-	if err := st.Store(ctx, a.revocationsKey(), b); err != nil {
-		return Record{}, fmt.Errorf("storing revocations: %w", err)
-	}
-	rec.RevokedAt, rec.RevocationReason = &now, ReasonName(reason)
-	if err := a.storeRecord(ctx, rec); err != nil {
-		return Record{}, fmt.Errorf("updating the inventory: %w", err)
+	if err := a.store(ctx, revocationsName, raw); err != nil {
+		return Record{}, fmt.Errorf("storing the revocation list: %w", err)
 	}
 	a.setRevocations(list)
-	if _, err := a.generateCRL(ctx, list); err != nil {
-		return Record{}, err
+	rec = a.withStatus(rec, a.revokedMap())
+	if _, err := a.generateCRL(ctx, revocationState{list: list, digest: digestOf(raw)}); err != nil {
+		return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
 	}
-	return a.withStatus(rec), nil
+	return rec, nil
 }
 
 func (a *Authority) setRevocations(list []Revocation) {
@@ -188,84 +254,163 @@ func (a *Authority) setRevocations(list []Revocation) {
 	a.revMu.Unlock()
 }
 
+func (a *Authority) revokedMap() map[string]Revocation {
+	a.revMu.RLock()
+	defer a.revMu.RUnlock()
+	return a.revoked
+}
+
+// refreshRevocations reloads the revocation list when the in-memory view
+// is older than RevocationRefresh.
+func (a *Authority) refreshRevocations(ctx context.Context) error {
+	a.revMu.RLock()
+	m, at := a.revoked, a.revLoadedAt
+	a.revMu.RUnlock()
+	if m != nil && a.cfg.Now().Sub(at) <= a.cfg.RevocationRefresh {
+		return nil
+	}
+	state, err := a.loadRevocations(ctx)
+	if err != nil {
+		return err
+	}
+	a.setRevocations(state.list)
+	return nil
+}
+
 // IsRevoked reports whether serial is revoked. It answers from memory,
 // reloading revocations made by other instances at most every
 // RevocationRefresh, so that it is cheap enough for every TLS handshake.
 func (a *Authority) IsRevoked(ctx context.Context, serial *big.Int) (bool, error) {
-	a.revMu.RLock()
-	m, at := a.revoked, a.revLoadedAt
-	a.revMu.RUnlock()
-	if m == nil || a.cfg.Now().Sub(at) > a.cfg.RevocationRefresh {
-		list, err := a.loadRevocations(ctx)
-		if err != nil {
-			return false, err
-		}
-		a.setRevocations(list)
-		a.revMu.RLock()
-		m = a.revoked
-		a.revMu.RUnlock()
+	if err := a.refreshRevocations(ctx); err != nil {
+		return false, err
 	}
-	_, revoked := m[SerialString(serial)]
+	_, revoked := a.revokedMap()[SerialString(serial)]
 	return revoked, nil
 }
 
-// crlMeta is stored next to the CRL.
-type crlMeta struct {
+// storedCRL is the published CRL and what it was made from, in one
+// storage object so that it is written in one (atomic) write.
+type storedCRL struct {
 	Number     int64     `json:"number"`
 	ThisUpdate time.Time `json:"thisUpdate"`
 	NextUpdate time.Time `json:"nextUpdate"`
+	// Revocations is the digest of the revocation list the CRL lists.
+	Revocations string `json:"revocations"`
+	// Entries is the number of serials it lists.
+	Entries int `json:"entries"`
+	// DER is the signed CRL. Absent in the metadata files of earlier
+	// versions, which kept the CRL apart: such a CRL is made again.
+	DER []byte `json:"der,omitempty"`
 }
 
-// CRL returns the current DER CRL, making a new one when none exists or the
-// stored one has used half its validity.
+// CRLInfo describes a published CRL.
+type CRLInfo struct {
+	Number     *big.Int  `json:"-"`
+	ThisUpdate time.Time `json:"thisUpdate"`
+	NextUpdate time.Time `json:"nextUpdate"`
+	// Entries is the number of revoked serials it lists.
+	Entries int `json:"entries"`
+}
+
+func (a *Authority) loadCRL(ctx context.Context) (storedCRL, error) {
+	var c storedCRL
+	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(crlName))
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("reading the stored CRL: %w", err)
+	}
+	return c, nil
+}
+
+// current reports whether c can be served for state: it lists exactly the
+// revocations of state and has used less than half its validity.
+func (a *Authority) current(c storedCRL, state revocationState) bool {
+	return len(c.DER) > 0 && c.Revocations == state.digest && a.cfg.Now().Before(c.ThisUpdate.Add(a.cfg.CRLValidity/2))
+}
+
+// CRL returns the current DER CRL. A new one is made when none is stored,
+// when the stored one does not list the current revocations (a revocation
+// whose CRL could not be published, on this instance or another) or when
+// it has used half its validity. A CRL that cannot be made current is an
+// error, never a stale CRL.
 func (a *Authority) CRL(ctx context.Context) ([]byte, error) {
-	if der, meta, err := a.storedCRL(ctx); err == nil && a.cfg.Now().Before(meta.ThisUpdate.Add(a.cfg.CRLValidity/2)) {
-		return der, nil
+	state, err := a.loadRevocations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c, err := a.loadCRL(ctx); err == nil && a.current(c, state) {
+		return c.DER, nil
+	}
+	if a.cfg.ReadOnly {
+		return nil, ErrReadOnly
 	}
 	lock := a.cfg.key("revocations")
 	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
 		return nil, fmt.Errorf("taking the revocation lock: %w", err)
 	}
 	defer unlock(a.cfg.Storage, lock)
-	if der, meta, err := a.storedCRL(ctx); err == nil && a.cfg.Now().Before(meta.ThisUpdate.Add(a.cfg.CRLValidity/2)) {
-		return der, nil
-	}
-	list, err := a.loadRevocations(ctx)
-	if err != nil {
+	if state, err = a.loadRevocations(ctx); err != nil {
 		return nil, err
 	}
-	return a.generateCRL(ctx, list)
+	return a.publishIfBehind(ctx, state)
 }
 
-func (a *Authority) storedCRL(ctx context.Context) ([]byte, crlMeta, error) {
-	var meta crlMeta
-	b, err := a.cfg.Storage.Load(ctx, a.cfg.key("crl.json"))
+// publishIfBehind returns the stored CRL if it is current for state, and
+// makes a new one otherwise. The caller holds the revocation lock.
+func (a *Authority) publishIfBehind(ctx context.Context, state revocationState) ([]byte, error) {
+	if c, err := a.loadCRL(ctx); err == nil && a.current(c, state) {
+		return c.DER, nil
+	}
+	c, err := a.generateCRL(ctx, state)
+	return c.DER, err
+}
+
+// RegenerateCRL signs and publishes a new CRL now, whatever the stored
+// one, for operators who want to be sure what relying parties fetch.
+func (a *Authority) RegenerateCRL(ctx context.Context) (CRLInfo, error) {
+	if a.cfg.ReadOnly {
+		return CRLInfo{}, ErrReadOnly
+	}
+	lock := a.cfg.key("revocations")
+	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
+		return CRLInfo{}, fmt.Errorf("taking the revocation lock: %w", err)
+	}
+	defer unlock(a.cfg.Storage, lock)
+	state, err := a.loadRevocations(ctx)
 	if err != nil {
-		return nil, meta, err
+		return CRLInfo{}, err
 	}
-	if err := json.Unmarshal(b, &meta); err != nil {
-		return nil, meta, err
+	a.setRevocations(state.list)
+	c, err := a.generateCRL(ctx, state)
+	if err != nil {
+		return CRLInfo{}, err
 	}
-	der, err := a.cfg.Storage.Load(ctx, a.cfg.key("crl.der"))
-	return der, meta, err
+	return CRLInfo{Number: big.NewInt(c.Number), ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Entries: c.Entries}, nil
 }
 
-// generateCRL signs a CRL with the next number. The caller holds the
-// revocation lock, which makes the number monotonic across instances.
-func (a *Authority) generateCRL(ctx context.Context, list []Revocation) ([]byte, error) {
-	_, meta, err := a.storedCRL(ctx)
+// generateCRL signs a CRL of state with the next number and stores it.
+// The caller holds the revocation lock, which makes the number monotonic
+// across instances; the number is taken from the stored CRL, so a CRL that
+// failed to store leaves no gap and no number used twice.
+func (a *Authority) generateCRL(ctx context.Context, state revocationState) (storedCRL, error) {
+	if a.cfg.ReadOnly {
+		return storedCRL{}, ErrReadOnly
+	}
+	prev, err := a.loadCRL(ctx)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return storedCRL{}, err
 	}
 	now := a.cfg.Now().UTC()
 	tmpl := &x509.RevocationList{
-		Number:     big.NewInt(meta.Number + 1),
+		Number:     big.NewInt(prev.Number + 1),
 		ThisUpdate: now,
 		NextUpdate: now.Add(a.cfg.CRLValidity),
 	}
-	for _, r := range list {
-		n, ok := new(big.Int).SetString(r.Serial, 16)
-		if !ok {
+	for _, r := range state.list {
+		n, err := ParseSerial(r.Serial)
+		if err != nil {
 			continue
 		}
 		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
@@ -274,16 +419,20 @@ func (a *Authority) generateCRL(ctx context.Context, list []Revocation) ([]byte,
 	}
 	der, err := x509.CreateRevocationList(rand.Reader, tmpl, a.cert, a.key)
 	if err != nil {
-		return nil, fmt.Errorf("signing CRL: %w", err)
+		return storedCRL{}, fmt.Errorf("signing CRL: %w", err)
 	}
-	if err := a.cfg.Storage.Store(ctx, a.cfg.key("crl.der"), der); err != nil {
-		return nil, err
+	c := storedCRL{
+		Number: tmpl.Number.Int64(), ThisUpdate: now, NextUpdate: tmpl.NextUpdate,
+		Revocations: state.digest, Entries: len(tmpl.RevokedCertificateEntries), DER: der,
 	}
-	mb, _ := json.Marshal(crlMeta{Number: tmpl.Number.Int64(), ThisUpdate: now, NextUpdate: tmpl.NextUpdate})
-	if err := a.cfg.Storage.Store(ctx, a.cfg.key("crl.json"), mb); err != nil {
-		return nil, err
+	b, err := json.Marshal(c)
+	if err != nil {
+		return storedCRL{}, err
 	}
-	return der, nil
+	if err := a.store(ctx, crlName, b); err != nil {
+		return storedCRL{}, fmt.Errorf("storing the CRL: %w", err)
+	}
+	return c, nil
 }
 
 // VerifyError says why a certificate is not valid for this CA.

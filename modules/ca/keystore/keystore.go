@@ -48,9 +48,8 @@ const (
 // none; it matches what the seed's client configurations expect to find.
 const DefaultCAAlias = "ca"
 
-// DefaultKeyAlias is the JKS key alias used when Entry.Alias is empty. It is
-// "1" because that is the alias go-pkcs12 always gives the key in a .p12, so a
-// client configured for one format keeps working with the other.
+// DefaultKeyAlias is the key alias used when Entry.Alias is empty: "1",
+// the alias Java gives a PKCS#12 key without a friendlyName.
 const DefaultKeyAlias = "1"
 
 // ErrPasswordRequired is returned when a container format that cannot be
@@ -104,8 +103,9 @@ func (f Format) Extension() string {
 
 // Entry is a private key with its certificate and the CA chain above it.
 type Entry struct {
-	// Alias is the JKS alias for the key entry (e.g. the partner id). JKS
-	// lower-cases it; PKCS#12 ignores it because go-pkcs12 always writes "1".
+	// Alias names the key entry (e.g. the partner id): the JKS alias, which
+	// JKS lower-cases, and the PKCS#12 friendlyName of the key, which
+	// keytool shows as the alias and openssl pkcs12 -info as friendlyName.
 	// Empty means DefaultKeyAlias.
 	Alias string
 	// Key is an *rsa.PrivateKey, *ecdsa.PrivateKey or ed25519.PrivateKey;
@@ -159,6 +159,11 @@ func EncodeKeystore(e Entry, f Format, password string) ([]byte, error) {
 		out, err := pkcs12.Modern.Encode(key, e.Cert, e.Chain, password)
 		if err != nil {
 			return nil, fmt.Errorf("encoding PKCS#12 keystore: %w", err)
+		}
+		if e.Alias != "" {
+			if out, err = setKeyFriendlyName(out, password, e.Alias); err != nil {
+				return nil, fmt.Errorf("naming the PKCS#12 key entry: %w", err)
+			}
 		}
 		return out, nil
 	case FormatJKS:
@@ -263,6 +268,46 @@ func EncodePrivateKeyPEM(key crypto.Signer, password string) ([]byte, error) {
 		return nil, fmt.Errorf("encrypting private key: %w", err)
 	}
 	return pem.EncodeToMemory(block), nil
+}
+
+// Bounds of keystore passwords chosen by callers.
+const (
+	// MinPasswordLength is the shortest keystore password accepted: a
+	// keystore leaves with its holder, where a weak password is open to
+	// offline guessing (PKCS#12's KDF runs only 2048 iterations).
+	MinPasswordLength = 12
+	// MaxPasswordLength bounds the work of encoding attacker-chosen input.
+	MaxPasswordLength = 128
+	// minDistinct refuses passwords of long runs such as "aaaaaaaaaaaa".
+	minDistinct = 5
+)
+
+// ErrWeakPassword is returned (wrapped) by CheckPassword.
+var ErrWeakPassword = errors.New("keystore password refused")
+
+// CheckPassword refuses a caller-chosen password that cannot protect a
+// private key: fewer than MinPasswordLength characters, fewer than 5
+// different characters, more than MaxPasswordLength, or characters other
+// than printable ASCII (Java and OpenSSL encode other characters in
+// PKCS#12 differently, so the keystore would open in one and not the
+// other). The message never quotes the password.
+func CheckPassword(password string) error {
+	distinct := map[byte]bool{}
+	for i := 0; i < len(password); i++ {
+		if c := password[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("%w: use printable ASCII characters only, which Java and OpenSSL encode alike", ErrWeakPassword)
+		}
+		distinct[password[i]] = true
+	}
+	switch {
+	case len(password) < MinPasswordLength:
+		return fmt.Errorf("%w: at least %d characters are required (leave it out to get a random one)", ErrWeakPassword, MinPasswordLength)
+	case len(password) > MaxPasswordLength:
+		return fmt.Errorf("%w: at most %d characters are allowed", ErrWeakPassword, MaxPasswordLength)
+	case len(distinct) < minDistinct:
+		return fmt.Errorf("%w: it needs at least %d different characters", ErrWeakPassword, minDistinct)
+	}
+	return nil
 }
 
 // passwordAlphabet is alphanumeric only: it is URL-safe, survives shells,

@@ -499,3 +499,53 @@ func TestRandomPasswordUsesWholeAlphabet(t *testing.T) {
 		t.Fatalf("only %d of %d alphabet characters appeared", len(counts), len(passwordAlphabet))
 	}
 }
+
+// Issue 7, point 12: a keystore password of "x" protected a private key.
+func TestCheckPassword(t *testing.T) {
+	for pw, ok := range map[string]bool{
+		"x": false, "changeit": false, "aaaaaaaaaaaaaaaa": false, "abababababab": false, "jks-pass-1": false,
+		"pässwörd-long-enough": false, "tab\there-long-enough": false, strings.Repeat("ab1-Z", 26): false,
+		"correct-horse-battery": true, "0123456789ab": true, "24e5d1e0c7a9b1c2d3e4f5a6": true,
+	} {
+		err := CheckPassword(pw)
+		if (err == nil) != ok {
+			t.Errorf("CheckPassword(%q) = %v, want ok=%v", pw, err, ok)
+		}
+		if err != nil && (!errors.Is(err, ErrWeakPassword) || strings.Contains(err.Error(), pw)) {
+			t.Errorf("CheckPassword(%q): %v", pw, err)
+		}
+	}
+	if pw, _ := RandomPassword(); CheckPassword(pw) != nil {
+		t.Errorf("a random password is refused: %v", CheckPassword(pw))
+	}
+}
+
+// The PKCS#12 key entry is named after Entry.Alias: Java and go-pkcs12 read
+// the rewritten file (its MAC is computed again), and an entry without an
+// alias keeps go-pkcs12's output.
+func TestP12KeyFriendlyName(t *testing.T) {
+	p := getPKI(t)
+	der, err := EncodeKeystore(p.entry("rsa"), FormatP12, testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := pkcs12.DecodeChain(der, testPassword); err != nil {
+		t.Fatalf("go-pkcs12 refuses the named keystore: %v", err)
+	}
+	if _, _, _, err := pkcs12.DecodeChain(der, "wrong-password"); err == nil {
+		t.Fatal("MAC verified with a wrong password")
+	}
+	blocks, err := pkcs12.ToPEM(der, testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := 0
+	for _, b := range blocks {
+		if b.Headers["friendlyName"] == "BANK_XYZ" {
+			named++
+		}
+	}
+	if named != 1 {
+		t.Fatalf("%d blocks named BANK_XYZ, want the key's", named)
+	}
+}

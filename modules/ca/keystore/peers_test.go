@@ -73,6 +73,12 @@ func TestOpenSSLPeers(t *testing.T) {
 			if !strings.Contains(out, "AES-256-CBC") || !strings.Contains(out, "MAC: sha256") {
 				t.Fatalf("unexpected PKCS#12 parameters:\n%s", out)
 			}
+			// The key bag carries the partner id as friendlyName, and the
+			// MAC recomputed after adding it verifies.
+			out = run(t, openssl, "pkcs12", "-info", "-nocerts", "-nodes", "-passin", "pass:"+testPassword, "-in", path)
+			if !strings.Contains(out, "friendlyName: BANK_XYZ") {
+				t.Fatalf("no friendlyName on the key:\n%s", out)
+			}
 			if _, err := runErr(t, openssl, "pkcs12", "-info", "-noout", "-passin", "pass:wrong", "-in", path); err == nil {
 				t.Fatal("openssl accepted a wrong password")
 			}
@@ -157,7 +163,8 @@ func TestKeytoolPeers(t *testing.T) {
 		cases = append(cases, tc{
 			name: "p12-keystore-" + kt, storetype: "PKCS12",
 			data: func() ([]byte, error) { return EncodeKeystore(p.entry(kt), FormatP12, testPassword) },
-			want: map[string]string{"1": "PrivateKeyEntry"},
+			// The key entry is named after the partner (issue 8, point 10).
+			want: map[string]string{"bank_xyz": "PrivateKeyEntry"},
 		})
 	}
 	cases = append(cases,

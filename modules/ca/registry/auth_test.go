@@ -184,7 +184,7 @@ func TestBcryptAndArgonHashes(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newTestRegistry(t)
 	for _, prefix := range []string{"$2a$", "$2b$"} {
-		h, err := bcrypt.GenerateFromPassword([]byte("imported-pw"), bcrypt.MinCost)
+		h, err := bcrypt.GenerateFromPassword([]byte("imported-pw"), bcrypt.DefaultCost)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,14 @@ const (
 	maxArgonThreads = 16
 	maxBcryptCost   = 15
 
+	// Floors on imported hashes: below them a stolen record is cheap to
+	// crack. bcrypt: OWASP's minimum cost 10. argon2id: OWASP's weakest
+	// recommended setting is m=7 MiB with t=5, and every recommended one
+	// spends at least that memory × passes.
+	minBcryptCost    = 10
+	minArgonMemory   = 7168     // KiB
+	minArgonMemoryXT = 7168 * 5 // KiB × passes
+
 	// bcryptMaxPassword is bcrypt's input limit: longer inputs would be
 	// truncated, making distinct passwords equal, so they never match.
 	bcryptMaxPassword = 72
@@ -60,13 +68,21 @@ func hashPassword(password string, p argonParams) (string, error) {
 }
 
 // checkHashFormat reports whether hash is a supported password hash (an
-// argon2id PHC string or a bcrypt hash) with sane cost parameters, without
-// verifying any password.
+// argon2id PHC string or a bcrypt hash) with sane cost parameters, neither
+// too weak to resist cracking nor too heavy to verify, without verifying
+// any password. It checks imported hashes.
 func checkHashFormat(hash string) error {
 	switch {
 	case strings.HasPrefix(hash, "$argon2id$"):
-		_, err := parseArgon2id(hash)
-		return err
+		h, err := parseArgon2id(hash)
+		if err != nil {
+			return err
+		}
+		if p := h.params; p.memory < minArgonMemory || uint64(p.memory)*uint64(p.time) < minArgonMemoryXT {
+			return fmt.Errorf("argon2id parameters m=%d,t=%d are too weak: at least m=%d (KiB) and m×t=%d, e.g. m=19456,t=2",
+				p.memory, p.time, minArgonMemory, minArgonMemoryXT)
+		}
+		return nil
 	case isBcrypt(hash):
 		cost, err := bcrypt.Cost([]byte(hash))
 		if err != nil {
@@ -74,6 +90,9 @@ func checkHashFormat(hash string) error {
 		}
 		if cost > maxBcryptCost {
 			return fmt.Errorf("bcrypt cost %d exceeds %d", cost, maxBcryptCost)
+		}
+		if cost < minBcryptCost {
+			return fmt.Errorf("bcrypt cost %d is too weak: at least %d", cost, minBcryptCost)
 		}
 		return nil
 	}

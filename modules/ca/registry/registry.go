@@ -381,6 +381,27 @@ func (r *Registry) Ensure(ctx context.Context, in Input) (created bool, err erro
 	return true, nil
 }
 
+// CheckEnsure reports what Ensure would refuse, without writing anything
+// and without taking a lock, for configuration checks (caddy validate): a
+// partner that exists is left alone by Ensure, so it is not checked.
+func (r *Registry) CheckEnsure(ctx context.Context, in Input) error {
+	if in.PartnerID == nil {
+		return &ValidationError{Field: "partnerId", Message: "is required"}
+	}
+	if err := validatePartnerID(*in.PartnerID); err != nil {
+		return err
+	}
+	_, err := r.load(ctx, *in.PartnerID)
+	switch {
+	case err == nil, errors.Is(err, errIDCase):
+		return nil
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	_, err = r.apply(ctx, nil, in)
+	return err
+}
+
 // Update merges in into partner id (nil fields are unchanged) and returns
 // the result. If in.PartnerID is set it must equal id. It returns
 // ErrNotFound or a *ValidationError.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestCRUDRoundTrip(t *testing.T) {
@@ -473,6 +474,10 @@ func TestFieldValidation(t *testing.T) {
 		{Input{Description: ptr("a\x1b[31m")}, "description"},
 		{Input{PasswordHash: ptr("plain")}, "passwordHash"},
 		{Input{PasswordHash: ptr("$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5")}, "passwordHash"},
+		// Issue 7, point 12: weak imported hashes.
+		{Input{PasswordHash: ptr(weakBcrypt)}, "passwordHash"},
+		{Input{PasswordHash: ptr("$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5")}, "passwordHash"},
+		{Input{PasswordHash: ptr("$argon2id$v=19$m=7168,t=4,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5")}, "passwordHash"},
 	}
 	for i, c := range cases {
 		in := c.in
@@ -485,4 +490,32 @@ func TestFieldValidation(t *testing.T) {
 	}
 	_, err := r.Create(ctx, Input{PartnerID: ptr("BOTH"), Password: ptr(strong), PasswordHash: ptr("$2a$10$x")})
 	wantValidation(t, err, "passwordHash")
+	_, err = r.Create(ctx, Input{PartnerID: ptr("WEAK"), PasswordHash: ptr(weakBcrypt)})
+	if ve := wantValidation(t, err, "passwordHash"); !strings.Contains(ve.Message, "cost 4 is too weak") {
+		t.Errorf("bcrypt cost 4: %v", ve)
+	}
+}
+
+// weakBcrypt is a bcrypt hash of cost 4, as the security test imported.
+var weakBcrypt = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte("imported-pw"), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+}()
+
+// CheckEnsure finds what Ensure would refuse and writes nothing.
+func TestCheckEnsureWritesNothing(t *testing.T) {
+	r, _ := newTestRegistry(t)
+	ctx := context.Background()
+	if err := r.CheckEnsure(ctx, Input{PartnerID: ptr("NEW"), Password: ptr("short")}); err == nil {
+		t.Fatal("a weak password passed the check")
+	}
+	if err := r.CheckEnsure(ctx, Input{PartnerID: ptr("NEW"), Password: ptr(strong)}); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := r.List(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("CheckEnsure stored partners: %v %v", list, err)
+	}
 }

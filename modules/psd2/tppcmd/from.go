@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bankedge/bankedge/modules/psd2/tppcert"
+	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
 )
 

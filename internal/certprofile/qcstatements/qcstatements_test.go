@@ -23,8 +23,8 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/shareddata"
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
 )
 
 // qsealStatements is what the reference fixture QSealC carries.

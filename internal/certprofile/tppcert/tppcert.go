@@ -11,7 +11,7 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/bankedge/bankedge/modules/psd2/qcstatements"
+	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 )
 
 // Kind is the kind of PSD2 certificate.
