@@ -1,7 +1,6 @@
 package pesit
 
 import (
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -82,33 +81,5 @@ func (s *session) endWith(event string, fields ...zap.Field) {
 	s.mu.Unlock()
 	if !done {
 		s.h.audit.Info(event, append(s.sessionFields(), fields...)...)
-	}
-}
-
-// connections counts open sessions per partner across the instance, for
-// maxConnections.
-var connections = &connectionCounter{n: map[string]int{}}
-
-type connectionCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-// acquire takes a slot for partner, refusing beyond max (0: unlimited).
-func (c *connectionCounter) acquire(partner string, max int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if max > 0 && c.n[partner] >= max {
-		return false
-	}
-	c.n[partner]++
-	return true
-}
-
-func (c *connectionCounter) release(partner string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[partner]--; c.n[partner] <= 0 {
-		delete(c.n, partner)
 	}
 }

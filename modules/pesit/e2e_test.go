@@ -4,17 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +51,13 @@ const (
 type env struct {
 	dir, files, auditLog             string
 	plain, tls, down, upstream       string
+	throttled, tlsUnverified         string
 	ca                               *x509.Certificate
 	tlsPartner, certBound, otherCert tls.Certificate
+	// qwac is a PSD2 sandbox QWAC the CA issued, recorded for TLSPARTNER.
+	qwac tls.Certificate
+	// selfSigned has CN=certbound-partner and chains to nothing.
+	selfSigned tls.Certificate
 }
 
 func partnerInput(id, password string, mod func(in *registry.Input)) registry.Input {
@@ -82,6 +92,8 @@ func newEnv(t *testing.T) *env {
 		partnerInput("LIMITED", goodPassword, func(in *registry.Input) { in.MaxConnections = ptr(1) }),
 		partnerInput("CERTBOUND", goodPassword, func(in *registry.Input) { in.CertificateBinding = ptr("CN=certbound-partner") }),
 		partnerInput("TLSPARTNER", goodPassword, nil),
+		partnerInput("THROTTLE", goodPassword, func(in *registry.Input) { in.AllowedIPs = &[]string{"127.0.0.0/8"} }),
+		partnerInput("LOOPBACK", goodPassword, func(in *registry.Input) { in.AllowedIPs = &[]string{"127.0.0.0/8"} }),
 	} {
 		if _, err := reg.Create(ctx, in); err != nil {
 			t.Fatalf("creating partner: %v", err)
@@ -95,26 +107,55 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.ca = auth.Certificate()
-	issue := func(cn string) tls.Certificate {
+	issue := func(cn, partnerID string) tls.Certificate {
 		tmpl := &x509.Certificate{}
 		tmpl.Subject.CommonName = cn
-		key, cert, err := auth.Generate(ctx, authority.ECDSAP256, authority.Request{Template: tmpl, Purpose: authority.PurposeClient, Validity: 24 * time.Hour})
+		key, cert, err := auth.Generate(ctx, authority.ECDSAP256, authority.Request{Template: tmpl, Purpose: authority.PurposeClient,
+			Validity: 24 * time.Hour, PartnerID: partnerID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
 	}
-	e.tlsPartner, e.certBound, e.otherCert = issue("tls-partner"), issue("certbound-partner"), issue("someone-else")
+	e.tlsPartner, e.certBound = issue("tls-partner", "TLSPARTNER"), issue("certbound-partner", "CERTBOUND")
+	// Issued for CERTBOUND, but with another CN than its binding.
+	e.otherCert = issue("someone-else", "CERTBOUND")
+	{
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: "PSDGR-BOG-123456"}, KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}
+		cert, err := auth.Issue(ctx, authority.Request{PublicKey: key.Public(), Template: tmpl, Purpose: authority.PurposeQWAC,
+			Validity: 24 * time.Hour, PartnerID: "TLSPARTNER"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.qwac = tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+		tmpl = &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "certbound-partner"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.selfSigned = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
 
 	port := func() string { return fmt.Sprint(testcaddy.FreePort(t)) }
 	e.plain, e.tls, e.down, e.upstream = "127.0.0.1:"+port(), "127.0.0.1:"+port(), "127.0.0.1:"+port(), "127.0.0.1:"+port()
+	// Listen on all of 127/8, for the tests that dial from other loopback
+	// addresses.
+	e.throttled, e.tlsUnverified = "127.0.0.1:"+port(), "127.0.0.1:"+port()
 	closed := "127.0.0.1:" + port()
 	https := port()
+	// Every test dials from 127.0.0.1, so the failure throttle (shared by
+	// the process) is as loose as it goes; TestAuthThrottle dials from
+	// other loopback addresses.
 	gateway := fmt.Sprintf(`pesit {
 					server_id %s
 					upstream_credentials INTSRV GATEWAY gwpass12
 					connect_timeout 2s
 					idle_timeout 3s
+					max_auth_failures 64
 				}
 				proxy %s`, gatewayID, e.upstream)
 	caddyfile := testcaddy.Globals(storageDir, fmt.Sprintf(`
@@ -160,8 +201,38 @@ func newEnv(t *testing.T) *env {
 			route @pesit {
 				pesit {
 					server_id %s
+					max_auth_failures 64
 				}
 				proxy %s
+			}
+		}
+		:%s {
+			@pesit pesit
+			route @pesit {
+				pesit {
+					server_id %s
+					upstream_credentials INTSRV GATEWAY gwpass12
+					max_auth_failures 3 1m
+				}
+				proxy %s
+			}
+		}
+		%s {
+			route {
+				tls {
+					connection_policy {
+						default_sni localhost
+						client_auth {
+							mode require
+						}
+					}
+				}
+				subroute {
+					@pesit pesit
+					route @pesit {
+						%s
+					}
+				}
 			}
 		}
 		%s {
@@ -173,7 +244,8 @@ func newEnv(t *testing.T) *env {
 				}
 			}
 		}
-	}`, e.auditLog, caPassphrase, e.plain, gateway, e.tls, gateway, e.down, gatewayID, closed, e.upstream, e.files)) + fmt.Sprintf(`
+	}`, e.auditLog, caPassphrase, e.plain, gateway, e.tls, gateway, e.down, gatewayID, closed,
+		strings.TrimPrefix(e.throttled, "127.0.0.1:"), gatewayID, e.upstream, e.tlsUnverified, gateway, e.upstream, e.files)) + fmt.Sprintf(`
 https://localhost:%s {
 	tls {
 		issuer bankedge
@@ -213,12 +285,23 @@ func (e *env) tlsConfig(cert tls.Certificate) *tls.Config {
 // useTLS).
 func (e *env) client(t *testing.T, addr string, opts peer.ConnectOptions, cert *tls.Certificate) (*peer.Client, error) {
 	t.Helper()
+	return e.clientFrom(t, "", addr, opts, cert)
+}
+
+// clientFrom is client dialing from the loopback address from ("" for
+// any).
+func (e *env) clientFrom(t *testing.T, from, addr string, opts peer.ConnectOptions, cert *tls.Certificate) (*peer.Client, error) {
+	t.Helper()
+	d := &net.Dialer{}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
 	var conn net.Conn
 	var err error
 	if cert != nil {
-		conn, err = tls.Dial("tcp", addr, e.tlsConfig(*cert))
+		conn, err = tls.DialWithDialer(d, "tcp", addr, e.tlsConfig(*cert))
 	} else {
-		conn, err = net.Dial("tcp", addr)
+		conn, err = d.Dial("tcp", addr)
 	}
 	if err != nil {
 		return nil, err
@@ -497,15 +580,7 @@ func TestGateway(t *testing.T) {
 				t.Fatalf("the audit log contains a password")
 			}
 		}
-		events := map[string][]map[string]any{}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				events[m["msg"].(string)] = append(events[m["msg"].(string)], m)
-			}
-		}
+		events := e.auditEvents(t)
 		find := func(event string, match func(m map[string]any) bool) map[string]any {
 			for _, m := range events[event] {
 				if match(m) {
@@ -588,4 +663,159 @@ func expectAbort(t *testing.T, conn net.Conn, reason uint16) {
 	if _, err := r.Next(); err == nil {
 		t.Fatal("the connection stayed open after ABORT")
 	}
+}
+
+// auditEvents reads the audit log as JSON lines grouped by message.
+func (e *env) auditEvents(t *testing.T) map[string][]map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(e.auditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := map[string][]map[string]any{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			events[m["msg"].(string)] = append(events[m["msg"].(string)], m)
+		}
+	}
+	return events
+}
+
+// waitAudit waits for an audit line of event that match accepts.
+func (e *env) waitAudit(t *testing.T, event string, match func(m map[string]any) bool) map[string]any {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, m := range e.auditEvents(t)[event] {
+			if match(m) {
+				return m
+			}
+		}
+	}
+	t.Fatalf("no %s audit line matching", event)
+	return nil
+}
+
+// TestPartnerHardening covers the hostile-traffic points on the wire:
+// throttled failures, equal timing of refusals, and certificates that
+// authenticate only the partner they were issued for, and only once TLS
+// verified them.
+func TestPartnerHardening(t *testing.T) {
+	e := newEnv(t)
+
+	t.Run("failed authentications are throttled per address", func(t *testing.T) {
+		// Three failures from 127.0.0.5 (max_auth_failures 3), each for a
+		// different partner id: the fourth attempt is refused although its
+		// password is right, and costs no password hash.
+		for _, id := range []string{"NOBODY1", "NOBODY2", "THROTTLE"} {
+			_, err := e.clientFrom(t, "127.0.0.5", e.throttled, peer.ConnectOptions{RequesterID: id, Password: "Wrong-Pass123!"}, nil)
+			refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+		}
+		_, err := e.clientFrom(t, "127.0.0.5", e.throttled, peer.ConnectOptions{RequesterID: "LOOPBACK", Password: goodPassword}, nil)
+		refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+		e.waitAudit(t, "pesit.connect", func(m map[string]any) bool {
+			return m["partner"] == "LOOPBACK" && m["remote_ip"] == "127.0.0.5" && m["diagnostic"] == "3-304" &&
+				strings.HasPrefix(fmt.Sprint(m["reason"]), "throttled")
+		})
+		// Another address is not affected.
+		c, err := e.clientFrom(t, "127.0.0.6", e.throttled, peer.ConnectOptions{RequesterID: "LOOPBACK", Password: goodPassword}, nil)
+		if err != nil {
+			t.Fatalf("another address: %v", err)
+		}
+		_ = c.Release()
+	})
+
+	t.Run("failed authentications are throttled per partner id", func(t *testing.T) {
+		// THROTTLE has had one failure (above); two more from other
+		// addresses, and then its right password is refused everywhere.
+		for _, from := range []string{"127.0.0.7", "127.0.0.8"} {
+			_, err := e.clientFrom(t, from, e.throttled, peer.ConnectOptions{RequesterID: "THROTTLE", Password: "Wrong-Pass123!"}, nil)
+			refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+		}
+		_, err := e.clientFrom(t, "127.0.0.9", e.throttled, peer.ConnectOptions{RequesterID: "THROTTLE", Password: goodPassword}, nil)
+		refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+		// The pre-connection is throttled too (NAK0, audited as such).
+		_, err = e.clientFrom(t, "127.0.0.9", e.throttled, peer.ConnectOptions{RequesterID: "LOOPBACK", Password: goodPassword,
+			PreConnection: true, PreConnectionID: "THROTTLE", PreConnectionPassword: "Pass1234"}, nil)
+		var re *peer.RefusedError
+		if !errors.As(err, &re) || !re.NAK {
+			t.Fatalf("throttled pre-connection: %v", err)
+		}
+		e.waitAudit(t, "pesit.preconnect", func(m map[string]any) bool {
+			return m["id"] == "THROTTLE" && m["outcome"] == "NAK0" && strings.HasPrefix(fmt.Sprint(m["reason"]), "throttled")
+		})
+	})
+
+	t.Run("unknown partners cost as much as a wrong password", func(t *testing.T) {
+		// Interleaved, medians: the registry spends a dummy hash with the
+		// parameters of real ones (about 40 ms), where it answered an
+		// unknown id in 0.2 ms.
+		var known, unknown []time.Duration
+		for range 5 {
+			for _, id := range []string{"LOOPBACK", "NOSUCHPARTNER"} {
+				start := time.Now()
+				_, err := e.clientFrom(t, "127.0.0.10", e.plain, peer.ConnectOptions{RequesterID: id, Password: "Wrong-Pass123!"}, nil)
+				refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+				if id == "LOOPBACK" {
+					known = append(known, time.Since(start))
+				} else {
+					unknown = append(unknown, time.Since(start))
+				}
+			}
+		}
+		median := func(d []time.Duration) time.Duration {
+			sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+			return d[len(d)/2]
+		}
+		k, u := median(known), median(unknown)
+		t.Logf("wrong password %s, unknown partner %s", k, u)
+		if u < k/2 || u > 2*k {
+			t.Fatalf("an unknown partner takes %s, a wrong password %s: the timing tells them apart", u, k)
+		}
+	})
+
+	t.Run("a certificate of another partner is refused", func(t *testing.T) {
+		// TLSPARTNER's certificate, with GOOD's right password.
+		_, err := e.client(t, e.tls, peer.ConnectOptions{RequesterID: "GOOD", Password: goodPassword}, &e.tlsPartner)
+		refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+		e.waitAudit(t, "pesit.connect", func(m map[string]any) bool {
+			return m["partner"] == "GOOD" && m["diagnostic"] == "3-304" &&
+				strings.Contains(fmt.Sprint(m["reason"]), "certificate_other_partner") && strings.Contains(fmt.Sprint(m["reason"]), "TLSPARTNER")
+		})
+	})
+
+	t.Run("a PSD2 QWAC of the same CA is refused", func(t *testing.T) {
+		_, err := e.client(t, e.tls, peer.ConnectOptions{RequesterID: "TLSPARTNER", Password: goodPassword}, &e.qwac)
+		refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+		e.waitAudit(t, "pesit.connect", func(m map[string]any) bool {
+			return m["partner"] == "TLSPARTNER" && strings.Contains(fmt.Sprint(m["reason"]), "purpose QWAC")
+		})
+	})
+
+	t.Run("a certificate binding needs a certificate TLS verified", func(t *testing.T) {
+		// mode require checks nothing: a self-signed certificate with the
+		// bound CN completes the handshake but must not satisfy the
+		// binding.
+		cfg := e.tlsConfig(e.selfSigned)
+		conn, err := tls.Dial("tcp", e.tlsUnverified, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := peer.NewClient(conn, peer.ConnectOptions{RequesterID: "CERTBOUND", Password: goodPassword, ServerID: gatewayID, Timeout: 10 * time.Second})
+		if err == nil {
+			c.Close()
+		}
+		refusal(t, err, fpdu.TypeRConnect, fpdu.ReasonUnauthorized)
+		e.waitAudit(t, "pesit.connect", func(m map[string]any) bool {
+			return m["partner"] == "CERTBOUND" && strings.Contains(fmt.Sprint(m["reason"]), "certificate_required")
+		})
+		// The same partner with its own certificate, verified, gets in.
+		c2, err := e.client(t, e.tls, peer.ConnectOptions{RequesterID: "CERTBOUND", Password: goodPassword}, &e.certBound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c2.Release()
+	})
 }

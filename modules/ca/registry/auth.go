@@ -36,6 +36,11 @@ const (
 	// ReasonPasswordExpired: the password is right but older than the
 	// policy's MaxAge.
 	ReasonPasswordExpired AuthReason = "password_expired"
+	// ReasonCertificateOtherPartner: the client certificate was issued by
+	// the bankedge CA for another partner, or for another purpose than a
+	// partner's TLS client (a PSD2 QWAC or QSEAL, a server). The PeSIT
+	// gateway checks it after Authenticate, against the CA's inventory.
+	ReasonCertificateOtherPartner AuthReason = "certificate_other_partner"
 )
 
 // AuthError is a refused authentication. Detail is for the audit log; it
