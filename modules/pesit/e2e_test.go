@@ -17,10 +17,13 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,9 +52,12 @@ const (
 // env is the gateway under test: a plain and a TLS listener with the pesit
 // handler in front of a pesit_server, and a listener whose upstream is down.
 type env struct {
-	dir, files, auditLog             string
-	plain, tls, down, upstream       string
-	throttled, tlsUnverified         string
+	dir, files, auditLog       string
+	plain, tls, down, upstream string
+	throttled, tlsUnverified   string
+	// bare is a PeSIT listener on plain tcp, not guard+tcp; http an
+	// unguarded HTTP site. Both serve the descriptor exhaustion test.
+	bare, http                       string
 	ca                               *x509.Certificate
 	tlsPartner, certBound, otherCert tls.Certificate
 	// qwac is a PSD2 sandbox QWAC the CA issued, recorded for TLSPARTNER.
@@ -72,7 +78,18 @@ func partnerInput(id, password string, mod func(in *registry.Input)) registry.In
 
 func ptr[T any](v T) *T { return &v }
 
+// newEnv starts the gateway of prepareEnv in this process.
 func newEnv(t *testing.T) *env {
+	e, caddyfile := prepareEnv(t)
+	testcaddy.Load(t, caddyfile)
+	e.waitTLS(t)
+	return e
+}
+
+// prepareEnv makes the partners and the CA in a new storage and returns
+// the gateway's configuration. Its PeSIT listeners are guarded (guard+tcp)
+// but for bare.
+func prepareEnv(t *testing.T) (*env, string) {
 	e := &env{dir: t.TempDir()}
 	e.files = filepath.Join(e.dir, "files")
 	e.auditLog = filepath.Join(e.dir, "audit.log")
@@ -145,6 +162,7 @@ func newEnv(t *testing.T) *env {
 	// Listen on all of 127/8, for the tests that dial from other loopback
 	// addresses.
 	e.throttled, e.tlsUnverified = "127.0.0.1:"+port(), "127.0.0.1:"+port()
+	e.bare, e.http = "127.0.0.1:"+port(), "127.0.0.1:"+port()
 	closed := "127.0.0.1:" + port()
 	https := port()
 	// Every test dials from 127.0.0.1, so the failure throttle (shared by
@@ -159,6 +177,10 @@ func newEnv(t *testing.T) *env {
 				}
 				proxy %s`, gatewayID, e.upstream)
 	caddyfile := testcaddy.Globals(storageDir, fmt.Sprintf(`
+	listener_guard {
+		pre_auth_timeout 3s
+		max_pre_auth_per_ip 8
+	}
 	log pesitaudit {
 		output file %s
 		include bankedge.audit.pesit
@@ -170,13 +192,19 @@ func newEnv(t *testing.T) *env {
 		}
 	}
 	layer4 {
-		%s {
+		guard+tcp/%s {
 			@pesit pesit
 			route @pesit {
 				%s
 			}
 		}
-		%s {
+		tcp/%s {
+			@pesit pesit
+			route @pesit {
+				%s
+			}
+		}
+		guard+tcp/%s {
 			route {
 				tls {
 					connection_policy {
@@ -206,7 +234,7 @@ func newEnv(t *testing.T) *env {
 				proxy %s
 			}
 		}
-		:%s {
+		guard+tcp/:%s {
 			@pesit pesit
 			route @pesit {
 				pesit {
@@ -217,7 +245,7 @@ func newEnv(t *testing.T) *env {
 				proxy %s
 			}
 		}
-		%s {
+		guard+tcp/%s {
 			route {
 				tls {
 					connection_policy {
@@ -235,7 +263,7 @@ func newEnv(t *testing.T) *env {
 				}
 			}
 		}
-		%s {
+		guard+tcp/%s {
 			route {
 				pesit_server {
 					root %s
@@ -244,7 +272,7 @@ func newEnv(t *testing.T) *env {
 				}
 			}
 		}
-	}`, e.auditLog, caPassphrase, e.plain, gateway, e.tls, gateway, e.down, gatewayID, closed,
+	}`, e.auditLog, caPassphrase, e.plain, gateway, e.bare, gateway, e.tls, gateway, e.down, gatewayID, closed,
 		strings.TrimPrefix(e.throttled, "127.0.0.1:"), gatewayID, e.upstream, e.tlsUnverified, gateway, e.upstream, e.files)) + fmt.Sprintf(`
 https://localhost:%s {
 	tls {
@@ -252,10 +280,11 @@ https://localhost:%s {
 	}
 	respond "ok"
 }
-`, https)
-	testcaddy.Load(t, caddyfile)
-	e.waitTLS(t)
-	return e
+http://%s {
+	respond "ok"
+}
+`, https, e.http)
+	return e, caddyfile
 }
 
 // waitTLS waits for the layer4 TLS listener to have its certificate, which
@@ -818,4 +847,218 @@ func TestPartnerHardening(t *testing.T) {
 		}
 		_ = c2.Release()
 	})
+}
+
+// stall opens a connection from the loopback address from and sends the
+// first bytes of a TLS ClientHello, then nothing.
+func stall(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	t.Cleanup(func() { c.Close() })
+	_, _ = c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03})
+	return c
+}
+
+// closedWithin reports whether the gateway closed (or reset) c within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	if c == nil {
+		return true
+	}
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	return !isTimeout(err)
+}
+
+// TestGuardedListeners: on guard+tcp listeners a stalled TLS handshake is
+// closed after pre_auth_timeout (caddy-l4's tls handler has no deadline of
+// its own), unauthenticated connections are capped per address, and an
+// authenticated session is left alone past pre_auth_timeout.
+func TestGuardedListeners(t *testing.T) {
+	e := newEnv(t)
+
+	t.Run("a stalled ClientHello is closed after pre_auth_timeout", func(t *testing.T) {
+		start := time.Now()
+		c := stall(t, "127.0.0.20", e.tls)
+		if !closedWithin(c, 6*time.Second) {
+			t.Fatal("a stalled handshake on the TLS listener is still open")
+		}
+		if d := time.Since(start); d < 2*time.Second {
+			t.Fatalf("closed after %s, before pre_auth_timeout", d)
+		}
+	})
+
+	t.Run("unauthenticated connections are capped per address", func(t *testing.T) {
+		var held []net.Conn
+		for range 8 {
+			held = append(held, stall(t, "127.0.0.21", e.tls))
+		}
+		if !closedWithin(stall(t, "127.0.0.21", e.tls), time.Second) {
+			t.Fatal("a ninth unauthenticated connection from one address was admitted")
+		}
+		// A partner from another address is served meanwhile.
+		c, err := e.client(t, e.tls, peer.ConnectOptions{RequesterID: "TLSPARTNER", Password: goodPassword}, &e.tlsPartner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Release()
+		for _, h := range held {
+			if closedWithin(h, 10*time.Millisecond) {
+				t.Fatal("an admitted connection was closed before its deadline")
+			}
+		}
+	})
+
+	t.Run("an authenticated session outlives pre_auth_timeout", func(t *testing.T) {
+		c, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: "GOOD", Password: goodPassword}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Transfers 1.8 s apart (idle_timeout is 3 s), the last past
+		// pre_auth_timeout (3 s) on both the gateway's and the upstream's
+		// guarded listeners.
+		for i := range 3 {
+			if i > 0 {
+				time.Sleep(1800 * time.Millisecond)
+			}
+			data := []byte(fmt.Sprintf("transfer %d\n", i))
+			if _, err := c.Send(context.Background(), fmt.Sprintf("LONG-%d.TXT", i), bytes.NewReader(data), int64(len(data)), peer.TransferOptions{}); err != nil {
+				t.Fatalf("transfer %d: %v", i, err)
+			}
+		}
+		if err := c.Release(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestListenersSurviveDescriptorExhaustion runs the gateway in a child
+// process whose descriptor limit is low, exhausts it by holding
+// connections to an unguarded HTTP site (as an attacker of the XS2A port
+// would), connects to the PeSIT listeners meanwhile, lets go, and checks
+// that the guarded PeSIT listeners and the HTTP site accept again. The
+// bare tcp/ PeSIT listener is the control: caddy-l4 v0.1.2's accept loop
+// returns on EMFILE, and it must be dead.
+func TestListenersSurviveDescriptorExhaustion(t *testing.T) {
+	if os.Getenv("BANKEDGE_FD_CHILD") != "" {
+		t.Skip("child")
+	}
+	e, caddyfile := prepareEnv(t)
+	cfgPath := filepath.Join(e.dir, "Caddyfile")
+	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDescriptorExhaustionChild$")
+	cmd.Env = append(os.Environ(), "BANKEDGE_FD_CHILD="+cfgPath)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = fmt.Fprintln(stdin, "quit")
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("child log:\n%s", stderr.String())
+		}
+	}()
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "ready") {
+	}
+	t.Log(lines.Text())
+	e.waitTLS(t)
+
+	pesitAccepts := func(addr string, cert *tls.Certificate, partner string, within time.Duration) error {
+		var err error
+		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var c *peer.Client
+			c, err = e.client(t, addr, peer.ConnectOptions{RequesterID: partner, Password: goodPassword, Timeout: time.Second}, cert)
+			if err == nil {
+				_ = c.Release()
+				return nil
+			}
+		}
+		return err
+	}
+	if err := pesitAccepts(e.bare, nil, "GOOD", 5*time.Second); err != nil {
+		t.Fatalf("before the attack: %v", err)
+	}
+
+	// The attack: connections to the HTTP site that send nothing, more
+	// than the child has descriptors.
+	var attack []net.Conn
+	for range 200 {
+		c, err := net.DialTimeout("tcp", e.http, time.Second)
+		if err != nil {
+			break
+		}
+		attack = append(attack, c)
+	}
+	// Partners knocking meanwhile: each accept loop meets EMFILE.
+	for _, addr := range []string{e.plain, e.tls, e.bare} {
+		for range 3 {
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				attack = append(attack, c)
+			}
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, c := range attack {
+		c.Close()
+	}
+
+	if err := pesitAccepts(e.plain, nil, "GOOD", 10*time.Second); err != nil {
+		t.Errorf("the guarded TCP listener does not accept after the attack: %v", err)
+	}
+	if err := pesitAccepts(e.tls, &e.tlsPartner, "TLSPARTNER", 10*time.Second); err != nil {
+		t.Errorf("the guarded TLS listener does not accept after the attack: %v", err)
+	}
+	// net/http backs off on EMFILE by itself.
+	var httpErr error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var resp *http.Response
+		if resp, httpErr = (&http.Client{Timeout: time.Second}).Get("http://" + e.http); httpErr == nil {
+			resp.Body.Close()
+			break
+		}
+	}
+	if httpErr != nil {
+		t.Errorf("the HTTP site does not accept after the attack: %v", httpErr)
+	}
+	if pesitAccepts(e.bare, nil, "GOOD", 2*time.Second) == nil {
+		t.Error("the bare tcp/ listener survived: the child never ran out of descriptors, the test proves nothing")
+	}
+}
+
+// TestDescriptorExhaustionChild is the gateway process of
+// TestListenersSurviveDescriptorExhaustion.
+func TestDescriptorExhaustionChild(t *testing.T) {
+	cfg := os.Getenv("BANKEDGE_FD_CHILD")
+	if cfg == "" {
+		t.Skip("run by TestListenersSurviveDescriptorExhaustion")
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: 128, Max: 128}); err != nil {
+		t.Fatal(err)
+	}
+	caddyfile, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testcaddy.Load(t, string(caddyfile))
+	fds, _ := os.ReadDir("/proc/self/fd")
+	fmt.Printf("ready, %d descriptors open of 128\n", len(fds))
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() && in.Text() != "quit" {
+	}
 }

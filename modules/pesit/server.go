@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
+	"github.com/bankedge/bankedge/modules/guard"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 	"github.com/bankedge/bankedge/modules/pesit/peer"
 )
@@ -108,6 +109,7 @@ func (h *Server) Provision(ctx caddy.Context) error {
 		SyncWindow:     byte(h.SyncWindow),
 		IdleTimeout:    time.Duration(h.IdleTimeout),
 		Logger:         h.logger,
+		Connected:      func(c net.Conn) { guard.Authenticate(c, unwrapL4) },
 	}
 	if len(requesters) > 0 {
 		h.srv.Authenticate = func(_ context.Context, c fpdu.Connect, _ net.Addr) *fpdu.Diag {

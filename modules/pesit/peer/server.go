@@ -60,6 +60,9 @@ type Server struct {
 	// Logger receives one entry per connection and per transfer. PI 5 is
 	// never logged. nil logs nothing.
 	Logger *zap.Logger
+	// Connected, when set, is called with the connection once its CONNECT
+	// is accepted (ACONNECT sent): the end of its pre-authentication phase.
+	Connected func(conn net.Conn)
 
 	newID func() byte // connection id Y; tests fix it to replay recordings
 
@@ -308,6 +311,9 @@ func (ss *session) handshake() error {
 		return err
 	}
 	ss.log.Info("pesit connection accepted", zap.Uint16("sync_kb", ss.syncKB), zap.Uint8("sync_window", ss.window))
+	if ss.s.Connected != nil {
+		ss.s.Connected(l.conn)
+	}
 	return nil
 }
 
