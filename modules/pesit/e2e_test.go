@@ -23,10 +23,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 
 	"github.com/bankedge/bankedge/internal/testcaddy"
@@ -170,7 +172,7 @@ func prepareEnv(t *testing.T) (*env, string) {
 	// other loopback addresses.
 	gateway := fmt.Sprintf(`pesit {
 					server_id %s
-					upstream_credentials INTSRV GATEWAY gwpass12
+					upstream_credentials INTSRV {l4.pesit.partner_id} gwpass12
 					connect_timeout 2s
 					idle_timeout 3s
 					max_auth_failures 64
@@ -239,7 +241,7 @@ func prepareEnv(t *testing.T) (*env, string) {
 			route @pesit {
 				pesit {
 					server_id %s
-					upstream_credentials INTSRV GATEWAY gwpass12
+					upstream_credentials INTSRV {l4.pesit.partner_id} gwpass12
 					max_auth_failures 3 1m
 				}
 				proxy %s
@@ -268,7 +270,8 @@ func prepareEnv(t *testing.T) (*env, string) {
 				pesit_server {
 					root %s
 					server_id INTSRV
-					requester GATEWAY gwpass12
+					requester * gwpass12
+					partial_max_age 1s
 				}
 			}
 		}
@@ -409,7 +412,7 @@ func TestGateway(t *testing.T) {
 		if res.Bytes != uint64(size) {
 			t.Errorf("push moved %d bytes", res.Bytes)
 		}
-		if got := fileSum(t, filepath.Join(e.files, name)); got != sum {
+		if got := fileSum(t, filepath.Join(e.files, partner, name)); got != sum {
 			t.Fatal("the file at the server differs from the one sent")
 		}
 		var out bytes.Buffer
@@ -509,10 +512,13 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("file not allowed, then the session goes on", func(t *testing.T) {
-		if err := os.WriteFile(filepath.Join(e.files, "REPORT-1.TXT"), []byte("monthly report\n"), 0o644); err != nil {
+		if err := os.MkdirAll(filepath.Join(e.files, "READER"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(e.files, "SECRET.TXT"), []byte("no"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(e.files, "READER", "REPORT-1.TXT"), []byte("monthly report\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(e.files, "READER", "SECRET.TXT"), []byte("no"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		c, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: "READER", Password: goodPassword, Access: peer.AccessRead}, nil)
@@ -1060,5 +1066,229 @@ func TestDescriptorExhaustionChild(t *testing.T) {
 	fmt.Printf("ready, %d descriptors open of 128\n", len(fds))
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() && in.Text() != "quit" {
+	}
+}
+
+// breakingConn closes the connection once limit bytes were written: a
+// network failure in the middle of an upload.
+type breakingConn struct {
+	net.Conn
+	limit, n int
+}
+
+func (c *breakingConn) Write(b []byte) (int, error) {
+	if c.n+len(b) > c.limit {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	c.n += len(b)
+	return c.Conn.Write(b)
+}
+
+// interruptedUpload sends data as name through the gateway and breaks the
+// connection halfway, after several sync points.
+func (e *env) interruptedUpload(t *testing.T, addr, partner, name string, tid uint32, data []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := peer.NewClient(&breakingConn{Conn: conn, limit: len(data) / 2}, peer.ConnectOptions{RequesterID: partner, Password: goodPassword,
+		ServerID: gatewayID, Timeout: 10 * time.Second, SyncIntervalKB: 16, SyncWindow: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Send(context.Background(), name, bytes.NewReader(data), int64(len(data)), peer.TransferOptions{TransferID: tid})
+	if err == nil || res.LastSync == 0 {
+		t.Fatalf("interrupted upload: %+v, %v", res, err)
+	}
+}
+
+// TestPartnerFilesApart: behind the gateway, pesit_server keeps each
+// partner's files, and restart states, apart; the upstream sees the
+// partner's id in PI 3 and the gateway's password in PI 5.
+func TestPartnerFilesApart(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	send := func(partner, name string, data []byte, opts peer.TransferOptions) (peer.Result, error) {
+		c, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: partner, Password: goodPassword, SyncIntervalKB: 16, SyncWindow: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Release()
+		return c.Send(ctx, name, bytes.NewReader(data), int64(len(data)), opts)
+	}
+	mine, theirs := []byte("GOOD's payments\n"), []byte("LOOPBACK's payments\n")
+	if _, err := send("GOOD", "SHARED.TXT", mine, peer.TransferOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// LOOPBACK has no allowedFiles: it may name any file, but only its own.
+	c, err := e.client(t, e.plain, peer.ConnectOptions{RequesterID: "LOOPBACK", Password: goodPassword}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_, err = c.Fetch(ctx, "SHARED.TXT", &out, peer.TransferOptions{})
+	refusal(t, err, fpdu.TypeAckSelect, fpdu.ReasonFileNotFound)
+	_ = c.Release()
+	if _, err := send("LOOPBACK", "SHARED.TXT", theirs, peer.TransferOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for partner, want := range map[string][]byte{"GOOD": mine, "LOOPBACK": theirs} {
+		if got, err := os.ReadFile(filepath.Join(e.files, partner, "SHARED.TXT")); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s's SHARED.TXT: %q, %v", partner, got, err)
+		}
+	}
+
+	// GOOD's interrupted upload can be resumed by GOOD only.
+	data := make([]byte, 512<<10)
+	_, _ = rand.Read(data)
+	e.interruptedUpload(t, e.plain, "GOOD", "RESUME.BIN", 0x4711, data)
+	res, err := send("LOOPBACK", "RESUME.BIN", data, peer.TransferOptions{Restart: true, TransferID: 0x4711})
+	if err != nil || res.RestartPoint != 0 {
+		t.Fatalf("LOOPBACK restarting GOOD's transfer: %+v, %v", res, err)
+	}
+	var resumed peer.Result
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		// The upstream session of the broken connection may still hold
+		// the transfer for a moment (2-207).
+		resumed, err = send("GOOD", "RESUME.BIN", data, peer.TransferOptions{Restart: true, TransferID: 0x4711})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || resumed.RestartPoint == 0 {
+		t.Fatalf("GOOD resuming its transfer: %+v, %v", resumed, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(e.files, "GOOD", "RESUME.BIN")); !bytes.Equal(got, data) {
+		t.Fatal("the resumed file differs")
+	}
+}
+
+// gatedReader serves data but blocks at gate until open is closed; it
+// tells reached when it gets there.
+type gatedReader struct {
+	*bytes.Reader
+	gate          int64
+	reached, open chan struct{}
+	once          sync.Once
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	pos := g.Size() - int64(g.Len())
+	if pos >= g.gate {
+		g.once.Do(func() { close(g.reached) })
+		<-g.open
+	} else if pos+int64(len(p)) > g.gate {
+		p = p[:g.gate-pos]
+	}
+	return g.Reader.Read(p)
+}
+
+// TestReloadKeepsTransfers: a configuration reload cuts no transfer of
+// pesit_server, the configuration loaded meanwhile honours the locks of
+// the writes still running under the old one, and stale partial files go
+// after partial_max_age.
+func TestReloadKeepsTransfers(t *testing.T) {
+	e, _ := prepareEnv(t)
+	gw, up := "127.0.0.1:"+fmt.Sprint(testcaddy.FreePort(t)), "127.0.0.1:"+fmt.Sprint(testcaddy.FreePort(t))
+	config := func(idle string) string {
+		return testcaddy.Globals(filepath.Join(e.dir, "storage"), fmt.Sprintf(`
+	bankedge {
+		ca {
+			key_passphrase %s
+		}
+	}
+	layer4 {
+		guard+tcp/%s {
+			@pesit pesit
+			route @pesit {
+				pesit {
+					server_id %s
+					upstream_credentials INTSRV {l4.pesit.partner_id} gwpass12
+					max_auth_failures 64
+				}
+				proxy %s
+			}
+		}
+		guard+tcp/%s {
+			route {
+				pesit_server {
+					root %s
+					server_id INTSRV
+					requester * gwpass12
+					idle_timeout %s
+					partial_max_age 2s
+				}
+			}
+		}
+	}`, caPassphrase, gw, gatewayID, up, up, e.files, idle))
+	}
+	testcaddy.Load(t, config("30s"))
+
+	data := make([]byte, 4<<20)
+	_, _ = rand.Read(data)
+	src := &gatedReader{Reader: bytes.NewReader(data), gate: 1 << 20, reached: make(chan struct{}), open: make(chan struct{})}
+	var openOnce sync.Once
+	openGate := func() { openOnce.Do(func() { close(src.open) }) }
+	first, err := e.client(t, gw, peer.ConnectOptions{RequesterID: "GOOD", Password: goodPassword, SyncIntervalKB: 64}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last first: the gate opens before the client closes.
+	t.Cleanup(openGate)
+	done := make(chan error, 1)
+	go func() {
+		_, err := first.Send(context.Background(), "BIG.BIN", src, int64(len(data)), peer.TransferOptions{TransferID: 0x5150})
+		done <- err
+	}()
+	select {
+	case <-src.reached:
+	case err := <-done:
+		t.Fatalf("upload ended early: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upload never reached the gate")
+	}
+
+	if err := caddy.Load(testcaddy.Adapt(t, config("31s")), true); err != nil {
+		t.Fatal(err)
+	}
+	// Under the new configuration, the same transfer restarted on another
+	// connection must wait for the running one, not write over it.
+	second, err := e.client(t, gw, peer.ConnectOptions{RequesterID: "GOOD", Password: goodPassword, SyncIntervalKB: 64}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = second.Send(context.Background(), "BIG.BIN", bytes.NewReader(data), int64(len(data)), peer.TransferOptions{Restart: true, TransferID: 0x5150})
+	refusal(t, err, fpdu.TypeAckCreate, fpdu.ReasonFileBusy)
+
+	openGate()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the upload running across the reload failed: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upload running across the reload did not end")
+	}
+	if err := first.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(e.files, "GOOD", "BIG.BIN")); !bytes.Equal(got, data) {
+		t.Fatal("the file uploaded across the reload differs")
+	}
+
+	// An interrupted upload's partial file goes after partial_max_age.
+	e.interruptedUpload(t, gw, "LOOPBACK", "STALE.BIN", 0x77, data[:512<<10])
+	dir := filepath.Join(e.files, "LOOPBACK")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		entries, _ := os.ReadDir(dir)
+		if len(entries) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d partial files left after partial_max_age", len(entries))
+		}
 	}
 }
