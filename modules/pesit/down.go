@@ -229,21 +229,31 @@ func (d *downScanner) control() {
 		diag, _ := f.Diag()
 		s.mu.Lock()
 		x := s.xfer
+		if x != nil {
+			x.transEnd = &diag
+		}
 		s.mu.Unlock()
 		if x != nil {
 			s.auditTransEnd(x, diag, paramUint(&f, fpdu.PIByteCount), paramUint(&f, fpdu.PIArticleCount))
 		}
-	case fpdu.TypeAckDeselect:
+	case fpdu.TypeAckCRF:
+		diag, _ := f.Diag()
 		s.mu.Lock()
-		s.xfer = nil
+		if x := s.xfer; x != nil {
+			x.crf = &diag
+		}
 		s.mu.Unlock()
+	case fpdu.TypeAckDeselect:
+		s.endTransfer(outcomeIncomplete, fpdu.DiagOK, "deselected without TRANS.END")
 	case fpdu.TypeRelConf:
 		s.mu.Lock()
 		diag := s.releaseDiag
 		s.mu.Unlock()
+		s.endTransfer(outcomeIncomplete, diag, "released without TRANS.END")
 		s.endWith("pesit.release", zap.String("diagnostic", diag.String()))
 	case fpdu.TypeAbort:
 		diag, _ := f.Diag()
+		s.endTransfer(outcomeAborted, diag, "aborted by the upstream")
 		s.endWith("pesit.abort", zap.String("by", "upstream"), zap.String("diagnostic", diag.String()))
 	}
 }

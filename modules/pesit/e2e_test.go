@@ -561,13 +561,13 @@ func TestGateway(t *testing.T) {
 	})
 
 	t.Run("garbage after CONNECT gets ABORT 3-311", func(t *testing.T) {
-		conn := rawConnect(t, e.plain, "GOOD", goodPassword)
+		conn, _ := rawConnect(t, e.plain, "GOOD", goodPassword)
 		_, _ = conn.Write([]byte{0x00, 0x07, 0xAB, 0xCD, 0xEF, 0x01, 0x02, 0x03, 0x04})
 		expectAbort(t, conn, fpdu.ReasonProtocolError)
 	})
 
 	t.Run("truncated FPDU then silence gets ABORT 3-313", func(t *testing.T) {
-		conn := rawConnect(t, e.plain, "GOOD", goodPassword)
+		conn, _ := rawConnect(t, e.plain, "GOOD", goodPassword)
 		// A CREATE announcing 100 bytes, of which 10 arrive.
 		_, _ = conn.Write([]byte{0x00, 0x64, 0x00, 0x64, 0xC0, 0x11, 0x05, 0x00, 0x09, 0x09})
 		expectAbort(t, conn, fpdu.ReasonIdleTimeout)
@@ -650,8 +650,9 @@ func isTimeout(err error) bool {
 }
 
 // rawConnect sends a CONNECT by hand and reads the ACONNECT, for tests
-// that then misbehave.
-func rawConnect(t *testing.T, addr, partner, password string) net.Conn {
+// that then misbehave; it returns the connection and the server's
+// connection id.
+func rawConnect(t *testing.T, addr, partner, password string) (net.Conn, byte) {
 	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -673,10 +674,11 @@ func rawConnect(t *testing.T, addr, partner, password string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h, _ := fpdu.ParseHeader(b); h.Type != fpdu.TypeAConnect {
+	h, _ := fpdu.ParseHeader(b)
+	if h.Type != fpdu.TypeAConnect {
 		t.Fatalf("want ACONNECT, got %v", h.Type)
 	}
-	return conn
+	return conn, h.SrcID
 }
 
 // expectAbort reads the gateway's ABORT with the reason, then the close.
@@ -1164,6 +1166,33 @@ func TestPartnerFilesApart(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(e.files, "GOOD", "RESUME.BIN")); !bytes.Equal(got, data) {
 		t.Fatal("the resumed file differs")
 	}
+
+	// A partner's ABORT in the middle of an upload.
+	conn, aconnectY := rawConnect(t, e.plain, "LOOPBACK", goodPassword)
+	create, _ := fpdu.AppendFPDU(nil, fpdu.TypeCreate, 0, 0,
+		fpdu.PGI(fpdu.PGIFileID, fpdu.PIUint(fpdu.PIFileType, 0, 1), fpdu.PIString(fpdu.PIFileName, "ABORTED.BIN")),
+		fpdu.PIUint(fpdu.PITransferID, 0x99, 1), fpdu.PIUint(fpdu.PIMaxEntitySize, 4096, 2))
+	rd := fpdu.NewReader(conn, fpdu.FramingPrefixed)
+	create[4] = aconnectY
+	frame, _ := fpdu.AppendNSDU(nil, fpdu.FramingPrefixed, create)
+	_, _ = conn.Write(frame)
+	if b, err := rd.Next(); err != nil || fpdu.MakeType(b[2], b[3]) != fpdu.TypeAckCreate {
+		t.Fatalf("ACK(CREATE): %v", err)
+	}
+	abort, _ := fpdu.AppendFPDU(nil, fpdu.TypeAbort, aconnectY, 1, fpdu.NewDiag(fpdu.ReasonPrematureStop).Param())
+	frame, _ = fpdu.AppendNSDU(nil, fpdu.FramingPrefixed, abort)
+	_, _ = conn.Write(frame)
+
+	// Every transfer has its outcome line.
+	for file, want := range map[string]string{"SHARED.TXT": "completed", "ABORTED.BIN": "aborted"} {
+		e.waitAudit(t, "pesit.transfer_end", func(m map[string]any) bool { return m["file"] == file && m["outcome"] == want })
+	}
+	e.waitAudit(t, "pesit.transfer_end", func(m map[string]any) bool {
+		return m["file"] == "RESUME.BIN" && m["partner"] == "GOOD" && m["outcome"] == "interrupted" && m["bytes"].(float64) > 0
+	})
+	e.waitAudit(t, "pesit.transfer_end", func(m map[string]any) bool {
+		return m["file"] == "RESUME.BIN" && m["partner"] == "GOOD" && m["outcome"] == "completed"
+	})
 }
 
 // gatedReader serves data but blocks at gate until open is closed; it

@@ -475,6 +475,7 @@ func (s *session) abort(reason uint16, why string) {
 	if err == nil {
 		_ = s.writeClient(s.frameClient(fp))
 	}
+	s.endTransfer(outcomeAborted, diag, "aborted by the gateway: "+why)
 	s.h.audit.Info("pesit.abort", append(s.sessionFields(), zap.String("by", "gateway"), zap.String("diagnostic", diag.String()),
 		zap.String("reason", why))...)
 	s.mu.Lock()
@@ -557,8 +558,8 @@ func (s *session) recentlyActive() bool {
 
 func (s *session) upstreamAnswered() bool { return s.answered.Load() }
 
-// finish logs the end of a session that ended without RELEASE or ABORT and
-// releases its connection slot.
+// finish logs the end of a session that ended without RELEASE or ABORT,
+// and of its transfer, and releases its connection slot.
 func (s *session) finish() {
 	if s.releaseSlot != nil {
 		s.releaseSlot()
@@ -567,6 +568,8 @@ func (s *session) finish() {
 	ended := s.ended
 	s.ended = true
 	s.mu.Unlock()
+	// No-op when RELEASE or ABORT has ended the transfer already.
+	s.endTransfer(outcomeInterrupted, fpdu.NewDiag(fpdu.ReasonNetworkIncident), "the connection closed during the transfer")
 	if s.accepted && !ended {
 		s.h.audit.Info("pesit.close", append(s.sessionFields(), zap.String("outcome", "closed without RELEASE"))...)
 	}
