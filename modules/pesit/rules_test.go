@@ -39,7 +39,7 @@ func (c *scriptConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP:
 
 // scriptSession is a session whose partner sends in; audit lines go to the
 // returned observer.
-func scriptSession(t *testing.T, h *Handler, in []byte) (*session, *scriptConn, *observer.ObservedLogs) {
+func scriptSession(t testing.TB, h *Handler, in []byte) (*session, *scriptConn, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
 	h.ConnectTimeout, h.IdleTimeout, h.MaxFPDUSize = caddy.Duration(time.Minute), caddy.Duration(time.Minute), 65535
