@@ -191,7 +191,7 @@ func TestSandbox(t *testing.T) {
 	if out, err := send.CombinedOutput(); err != nil {
 		t.Fatalf("pesit send: %v\n%s", err, out)
 	}
-	stored, err := os.ReadFile(filepath.Join(dir, "sandbox", "pesit-files", "PAY.CSV"))
+	stored, err := os.ReadFile(filepath.Join(dir, "sandbox", "pesit-files", "DEMO", "PAY.CSV"))
 	if err != nil || !bytes.Equal(stored, payload) {
 		t.Fatalf("the sandbox PeSIT server holds %d bytes (%v), want %d", len(stored), err, len(payload))
 	}
