@@ -39,10 +39,14 @@ SOURCES=${SOURCES:-200}  # loopback source addresses (127.0.0.2 …)
 HOLD=${HOLD:-20s}        # how long the attack holds them (at most 2m)
 NOFILE=${NOFILE:-512}    # the gateway's descriptor limit
 XS2A=${XS2A:-1}          # 0: leave the XS2A port alone
+BINARY=${BINARY:-}       # another bankedge binary to attack (default: build this tree)
 out=out/pesit-flood-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out" bin
 echo "building (results in $out)" >&2
-(cd .. && go build -o bench/bin/bankedge ./cmd/bankedge)
+if [ -z "$BINARY" ]; then
+	(cd .. && go build -o bench/bin/bankedge ./cmd/bankedge)
+	BINARY=bin/bankedge
+fi
 go build -o bin/flood ./flood
 
 # Free on every address: the example binds :PORT, and the attack's own
@@ -60,7 +64,7 @@ limit() {
 		ulimit -n "$NOFILE" && exec "$@"
 	fi
 }
-limit bin/bankedge sandbox --dir "$out/sandbox" >"$out/gateway.log" 2>&1 &
+limit "$BINARY" sandbox --dir "$out/sandbox" >"$out/gateway.log" 2>&1 &
 gw=$!
 trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true' EXIT
 for _ in $(seq 300); do
