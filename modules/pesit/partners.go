@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/modules/guard"
 )
 
 // Partners is what the gateway needs from the bankedge app (modules/ca
@@ -64,13 +65,7 @@ func throttleKeys(partnerID, remote string) []string {
 	keys := make([]string, 0, 2)
 	keys = append(keys, "partner:"+partnerID)
 	if ip, err := netip.ParseAddr(remote); err == nil {
-		ip = ip.Unmap().WithZone("")
-		if ip.Is6() {
-			p, _ := ip.Prefix(64)
-			keys = append(keys, "ip:"+p.String())
-		} else {
-			keys = append(keys, "ip:"+ip.String())
-		}
+		keys = append(keys, "ip:"+guard.AddressKey(ip))
 	}
 	return keys
 }
