@@ -12,11 +12,13 @@ import (
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 )
 
-// interruptedPush pushes data as name and breaks the connection halfway,
-// leaving the partial file and its restart state; it returns the
+// interruptedPush pushes data as name to a server of its own on root
+// (so that it can wait for the session's end), and breaks the connection
+// halfway, leaving the partial file and its restart state; it returns the
 // transfer id.
-func interruptedPush(t *testing.T, ts *testServer, requester, name string, data []byte) uint32 {
+func interruptedPush(t *testing.T, root, requester, name string, data []byte) uint32 {
 	t.Helper()
+	ts := startServer(t, &Server{Root: root, RequesterDirs: true})
 	c, err := NewClient(&countingConn{Conn: ts.dial(t), limit: int64(len(data) / 2)},
 		clientOpts(ConnectOptions{RequesterID: requester, SyncIntervalKB: 16, SyncWindow: 1}))
 	if err != nil {
@@ -51,7 +53,7 @@ func noPartials(t *testing.T, dir string) {
 func TestRequesterDirs(t *testing.T) {
 	ts := startServer(t, &Server{RequesterDirs: true})
 	data := randomData(256<<10, 3)
-	tid := interruptedPush(t, ts, "ALPHA", "R.BIN", data)
+	tid := interruptedPush(t, ts.Root, "ALPHA", "R.BIN", data)
 	alpha := ts.connect(t, ConnectOptions{RequesterID: "ALPHA"})
 	beta := ts.connect(t, ConnectOptions{RequesterID: "BETA"})
 	mine, theirs := []byte("alpha's payments\n"), []byte("beta's payments\n")
@@ -161,7 +163,7 @@ func TestSizeLimits(t *testing.T) {
 // are older than the age given, unless a write holds them.
 func TestRemoveStalePartials(t *testing.T) {
 	ts := startServer(t, &Server{RequesterDirs: true})
-	interruptedPush(t, ts, "ALPHA", "OLD.BIN", randomData(256<<10, 5))
+	interruptedPush(t, ts.Root, "ALPHA", "OLD.BIN", randomData(256<<10, 5))
 	dir := filepath.Join(ts.Root, "ALPHA")
 	if n := len(listDir(t, dir)); n != 2 {
 		t.Fatalf("%d files after an interrupted push, want the partial and its state", n)
