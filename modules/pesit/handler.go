@@ -141,7 +141,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("the bankedge app (%T) does not authenticate partners", v)
 	}
 	h.partners, h.limiter, h.failures = partners, localConnections, localFailures
-	if sh, ok := v.(sharedState); ok {
+	if sh, ok := v.(SharedState); ok {
 		if l := sh.PartnerConnectionLimiter(); l != nil {
 			h.limiter = l
 		}

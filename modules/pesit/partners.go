@@ -34,7 +34,7 @@ type Partners interface {
 // bounded by the CONNECT deadline.
 //
 // It is an alias of an unnamed interface so that another package can
-// provide one without importing this one (see sharedState).
+// provide one without importing this one (see SharedState).
 type ConnectionLimiter = interface {
 	Acquire(ctx context.Context, partnerID string, limit int) (release func(), ok bool, err error)
 }
@@ -50,10 +50,12 @@ type AuthFailureCounter = interface {
 	Fail(ctx context.Context, keys []string, window time.Duration) error
 }
 
-// sharedState is what the bankedge app may also implement to replace the
+// SharedState is what the bankedge app may also implement to replace the
 // in-process limiter and counter, for gateways that share them (Redis).
-// Either method may return nil to keep the in-process one.
-type sharedState interface {
+// Either method may return nil to keep the in-process one. The app need
+// not import this package: the result types are unnamed interfaces, so
+// methods declared with the same interface literals match.
+type SharedState interface {
 	PartnerConnectionLimiter() ConnectionLimiter
 	PartnerAuthFailures() AuthFailureCounter
 }
