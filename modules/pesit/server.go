@@ -93,6 +93,10 @@ type Server struct {
 	// IdleTimeout ends a silent session. Default: 5m.
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 
+	// ConnectTimeout bounds the wait for a new connection's
+	// pre-connection and CONNECT. Default: 30s.
+	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+
 	srv      *peer.Server
 	logger   *zap.Logger
 	ctx      caddy.Context
@@ -168,6 +172,7 @@ func (h *Server) Provision(ctx caddy.Context) error {
 		SyncIntervalKB: uint16(h.SyncIntervalKB),
 		SyncWindow:     byte(h.SyncWindow),
 		IdleTimeout:    time.Duration(h.IdleTimeout),
+		ConnectTimeout: time.Duration(h.ConnectTimeout),
 		Logger:         h.logger,
 		Connected:      func(c net.Conn) { guard.Authenticate(c, unwrapL4) },
 		RequesterDirs:  true,
@@ -267,6 +272,7 @@ func (h *Server) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 //		sync_interval_kb <n>
 //		sync_window <n>
 //		idle_timeout <duration>
+//		connect_timeout <duration>
 //		max_file_size <size>
 //		quota <size>
 //		partial_max_age <duration>
@@ -305,6 +311,8 @@ func (h *Server) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyfileargs.Int(d, &h.SyncWindow)
 		case "idle_timeout":
 			err = caddyfileargs.Duration(d, &h.IdleTimeout)
+		case "connect_timeout":
+			err = caddyfileargs.Duration(d, &h.ConnectTimeout)
 		case "max_file_size":
 			err = sizeArg(d, &h.MaxFileSize)
 		case "quota":

@@ -121,6 +121,9 @@
 //	ABORT 3-318  mandatory PI absent or illegal in a file-phase FPDU
 //	ABORT 3-313  idle timer (Server.IdleTimeout) expired
 //
+// A connection that sends no CONNECT within Server.ConnectTimeout is
+// closed.
+//
 // The server does not check the pre-connection identifier or password: it
 // always answers ACK0, as Transfer CFT does. Authentication happens on
 // CONNECT through Server.Authenticate, and in the gateway in front of it.

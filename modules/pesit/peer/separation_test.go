@@ -203,3 +203,21 @@ func TestRemoveStalePartials(t *testing.T) {
 		t.Fatal("the partial file of a write in progress was removed")
 	}
 }
+
+// TestConnectTimeout: a peer that never sends its CONNECT is dropped
+// after ConnectTimeout, not after the much longer IdleTimeout; once
+// connected, the idle timer applies.
+func TestConnectTimeout(t *testing.T) {
+	ts := startServer(t, &Server{ConnectTimeout: 200 * time.Millisecond, IdleTimeout: time.Minute})
+	p := ts.raw(t, fpdu.FramingPrefixed)
+	start := time.Now()
+	if err := p.closed(5 * time.Second); err != nil {
+		t.Fatalf("a silent peer is still connected: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("dropped after %s", d)
+	}
+	c := ts.connect(t, ConnectOptions{})
+	time.Sleep(400 * time.Millisecond)
+	push(t, ts, c, "AFTER", []byte("still connected"), TransferOptions{})
+}

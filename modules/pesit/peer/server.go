@@ -22,6 +22,11 @@ import (
 // minutes).
 const DefaultIdleTimeout = 5 * time.Minute
 
+// DefaultConnectTimeout bounds the pre-connection and CONNECT of a new
+// connection: a peer that has not identified itself gets less time than
+// one in a session.
+const DefaultConnectTimeout = 30 * time.Second
+
 // busyWait is how long a CREATE waits for the same transfer to finish on
 // another connection, typically the dead connection of the attempt it
 // restarts, before it is refused with 2-207.
@@ -53,6 +58,10 @@ type Server struct {
 	// IdleTimeout bounds the wait for the requester's next FPDU and any
 	// stall of the data flow (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
+	// ConnectTimeout bounds each wait for the pre-connection and the
+	// CONNECT, when shorter than IdleTimeout (default
+	// DefaultConnectTimeout).
+	ConnectTimeout time.Duration
 	// NameFromLabel stores and serves files under PI 37 (the file label)
 	// when a CREATE carries one, as Axway and SecureTransport peers send
 	// the real file name there and a logical name in PI 12.
@@ -121,7 +130,12 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (err error) {
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
-	ss := &session{s: s, ctx: ctx, l: newLink(conn, s.Framing, idle), log: log.With(zap.Stringer("remote", conn.RemoteAddr()))}
+	connect := s.ConnectTimeout
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	ss := &session{s: s, ctx: ctx, l: newLink(conn, s.Framing, min(connect, idle)), log: log.With(zap.Stringer("remote", conn.RemoteAddr()))}
+	ss.idle = idle
 	// Until the CONNECT is accepted, a few KiB, not the 64 KiB of a
 	// transfer: an unauthenticated peer must cost little.
 	ss.l.rd = fpdu.NewReaderSize(conn, s.Framing, 0)
@@ -180,10 +194,11 @@ type transfer struct {
 
 // session is the server side of one connection.
 type session struct {
-	s   *Server
-	ctx context.Context
-	l   *link
-	log *zap.Logger
+	s    *Server
+	ctx  context.Context
+	idle time.Duration // the link's timeout once the CONNECT is accepted
+	l    *link
+	log  *zap.Logger
 	// root is the requester's directory (Server.RequesterDirs) or Root;
 	// dir is its name in Root, "" for Root itself.
 	root      *os.Root
@@ -354,6 +369,7 @@ func (ss *session) handshake() error {
 	if cn.Resync {
 		params = append(params, fpdu.PIByte(fpdu.PIResync, 0)) // RESYN is not supported
 	}
+	l.timeout = ss.idle
 	if err := l.sendIDs(fpdu.TypeAConnect, l.peerID, l.localID, params...); err != nil {
 		root.Close()
 		return err
