@@ -47,16 +47,21 @@ func parsesAsFPDUs(b []byte, f fpdu.Framing) error {
 	}
 }
 
-// streamSeeds are partner streams after CONNECT, in raw framing: a push
-// of an allowed file, a refused CREATE and SELECT, a download request,
-// and garbage. Prefixed seeds are made from them.
-func streamSeeds(tb testing.TB) map[string][][]byte {
-	must := func(b []byte, err error) []byte {
+// mustBytes returns a helper that fails tb on an encoding error.
+func mustBytes(tb testing.TB) func([]byte, error) []byte {
+	return func(b []byte, err error) []byte {
 		if err != nil {
 			tb.Fatal(err)
 		}
 		return b
 	}
+}
+
+// streamSeeds are partner streams after CONNECT, in raw framing: a push
+// of an allowed file, a refused CREATE and SELECT, a download request,
+// and garbage. Prefixed seeds are made from them.
+func streamSeeds(tb testing.TB) map[string][][]byte {
+	must := mustBytes(tb)
 	const y = 0x42
 	file := func(name string) fpdu.Param {
 		return fpdu.PGI(fpdu.PGIFileID, fpdu.PIUint(fpdu.PIFileType, 0, 1), fpdu.PIString(fpdu.PIFileName, name))
@@ -87,12 +92,7 @@ var garbage = []byte{0x00, 0x07, 0xAB, 0xCD, 0xEF, 0x01, 0x02, 0x03, 0x04}
 // downSeeds are upstream streams, in raw framing: the answers to a push
 // and to a pull, and an ABORT.
 func downSeeds(tb testing.TB) map[string][][]byte {
-	must := func(b []byte, err error) []byte {
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return b
-	}
+	must := mustBytes(tb)
 	const x = 0x01
 	ack := func(t fpdu.Type, params ...fpdu.Param) []byte { return must(fpdu.AppendFPDU(nil, t, x, 0, params...)) }
 	return map[string][][]byte{
