@@ -115,27 +115,29 @@ const (
 	maxFailureLimit = 64
 )
 
-// failureLog remembers, per key, the times of its most recent failures.
+// failureLog remembers, per key, the times (Unix nanoseconds) of its
+// most recent failures. Throttled attempts are not recorded, so a key
+// holds at most the limit's worth.
 type failureLog struct {
 	mu   sync.Mutex
-	keys map[string][]time.Time
+	keys map[string][]int64
 	max  int
 	now  func() time.Time
 }
 
 func newFailureLog(maxKeys int) *failureLog {
-	return &failureLog{keys: map[string][]time.Time{}, max: maxKeys, now: time.Now}
+	return &failureLog{keys: map[string][]int64{}, max: maxKeys, now: time.Now}
 }
 
 // Throttled implements AuthFailureCounter.
 func (l *failureLog) Throttled(_ context.Context, keys []string, limit int, window time.Duration) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	since := l.now().Add(-window)
+	since := l.now().Add(-window).UnixNano()
 	for _, k := range keys {
 		n := 0
 		for _, t := range l.keys[k] {
-			if t.After(since) {
+			if t > since {
 				n++
 			}
 		}
@@ -150,16 +152,17 @@ func (l *failureLog) Throttled(_ context.Context, keys []string, limit int, wind
 func (l *failureLog) Fail(_ context.Context, keys []string, window time.Duration) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
+	now := l.now().UnixNano()
+	since := now - int64(window)
 	for _, k := range keys {
 		times, ok := l.keys[k]
 		if !ok && len(l.keys) >= l.max {
-			l.evict(now.Add(-window))
+			l.evict(since)
 		}
 		// Keep the newest maxFailureLimit, dropping those out of window.
 		kept := times[:0]
 		for _, t := range times {
-			if t.After(now.Add(-window)) {
+			if t > since {
 				kept = append(kept, t)
 			}
 		}
@@ -174,9 +177,9 @@ func (l *failureLog) Fail(_ context.Context, keys []string, window time.Duration
 // evict makes room: first the keys whose failures are all older than
 // since, then, if none, an arbitrary sixteenth of them (map order is
 // random, so an attacker cannot choose which keys go).
-func (l *failureLog) evict(since time.Time) {
+func (l *failureLog) evict(since int64) {
 	for k, times := range l.keys {
-		if len(times) == 0 || !times[len(times)-1].After(since) {
+		if len(times) == 0 || times[len(times)-1] <= since {
 			delete(l.keys, k)
 		}
 	}
