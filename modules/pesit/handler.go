@@ -26,17 +26,21 @@ func init() {
 // Handler is the PeSIT gateway. It reads the partner's pre-connection and
 // CONNECT, authenticates the partner against the bankedge registry (PI 3
 // and PI 5, enabled, password not expired, allowed IPs, certificate
-// binding when the connection came through caddy-l4's tls handler, access
-// type against PI 22, connection limit), checks PI 4 against server_id,
-// and then hands the connection to the next handler, normally caddy-l4's
-// proxy. Refusals are RCONNECT with the diagnostic of the PeSIT
-// specification, and a refused connection never reaches the upstream.
+// binding when the connection came through caddy-l4's tls handler and TLS
+// verified the certificate, a bankedge certificate issued for this
+// partner, access type against PI 22, connection limit; failed attempts
+// throttled per partner id and source address), checks PI 4 against
+// server_id, tells a guarded listener (guard+tcp) that the connection is
+// authenticated, and then hands the connection to the next handler,
+// normally caddy-l4's proxy. Refusals are RCONNECT with the diagnostic of
+// the PeSIT specification, and a refused connection never reaches the
+// upstream.
 //
 // It then keeps reading the FPDUs in both directions: CREATE and SELECT are
 // checked against the partner's access type and allowed files (refused with
 // a negative ACK, after which the session may go on), and every connection,
-// transfer start, TRANS.END and release or abort is written to the
-// bankedge.audit.pesit logger. PI 5 is never logged.
+// transfer start, TRANS.END, transfer outcome and release or abort is
+// written to the bankedge.audit.pesit logger. PI 5 is never logged.
 type Handler struct {
 	// ServerID is the PI 4 that partners must call; other values get
 	// RCONNECT 3-301. Required.
@@ -233,10 +237,6 @@ func (h *Handler) Handle(cx *layer4.Connection, next layer4.Handler) error {
 	}
 	return err
 }
-
-// partnerIDPlaceholder, as the requester id of upstream_credentials,
-// stands for the authenticated partner's id.
-const partnerIDPlaceholder = "{l4.pesit.partner_id}"
 
 // tlsState returns the state of the TLS handshake caddy-l4's tls handler
 // made on this connection, if any.
