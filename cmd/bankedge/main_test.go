@@ -287,6 +287,10 @@ func TestSandbox(t *testing.T) {
 	if out, err := send.CombinedOutput(); err != nil {
 		t.Fatalf("pesit send: %v\n%s", err, out)
 	}
+	stored, err := os.ReadFile(filepath.Join(dir, "sandbox", "pesit-files", "DEMO", "PAY.CSV"))
+	if err != nil || !bytes.Equal(stored, payload) {
+		t.Fatalf("the sandbox PeSIT server holds %d bytes (%v), want %d", len(stored), err, len(payload))
+	}
 	fetched, err := runBankedge(t, ctx, dir, nil, "pesit", "fetch", "PAY.CSV", "--to", "localhost:"+pesitsPort, "--partner", "DEMO",
 		"--password-file", "sandbox/pesit/demo-password", "--server-id", "BANKEDGE",
 		"--tls", "--cert", "sandbox/pesit/demo.pem", "--key", "sandbox/pesit/demo-key.pem", "--ca", "sandbox/pesit/ca.pem").Output()

@@ -1,7 +1,6 @@
 package pesit
 
 import (
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +18,8 @@ type transfer struct {
 	seenBytes, seenArticles       uint64 // DTF data the gateway saw go by
 	claimedBytes, claimedArticles uint64 // the requester's TRANS.END
 	hasClaim                      bool
+	// The server's answers that decide the outcome, nil until seen.
+	transEnd, crf *fpdu.Diag
 }
 
 func (x *transfer) direction() string {
@@ -74,7 +75,66 @@ func (s *session) auditTransEnd(x *transfer, diag fpdu.Diag, serverBytes, server
 	s.h.audit.Info("pesit.trans_end", fields...)
 }
 
-// endWith logs the end of a session once.
+// Transfer outcomes, in pesit.transfer_end.
+const (
+	// outcomeCompleted: the server acknowledged TRANS.END (and CRF, when
+	// it came) without error.
+	outcomeCompleted = "completed"
+	// outcomeFailed: the server answered TRANS.END or CRF with an error.
+	outcomeFailed = "failed"
+	// outcomeAborted: an ABORT (by the partner, the upstream or the
+	// gateway) ended the session first.
+	outcomeAborted = "aborted"
+	// outcomeInterrupted: the connection closed without RELEASE or ABORT
+	// first.
+	outcomeInterrupted = "interrupted"
+	// outcomeIncomplete: deselected or released without TRANS.END.
+	outcomeIncomplete = "incomplete"
+)
+
+// endTransfer logs the outcome of the transfer in progress, if any, once:
+// every transfer the gateway let through ends with one pesit.transfer_end
+// line, whatever ended it. how is the outcome when the server's answers
+// do not decide it (they do once TRANS.END was acknowledged).
+func (s *session) endTransfer(how string, diag fpdu.Diag, why string) {
+	s.mu.Lock()
+	x := s.xfer
+	s.xfer = nil
+	var seenB, seenA uint64
+	if x != nil {
+		seenB, seenA = x.seenBytes, x.seenArticles
+	}
+	s.mu.Unlock()
+	if x == nil {
+		return
+	}
+	outcome := how
+	switch {
+	case x.transEnd != nil && !x.transEnd.OK():
+		outcome, diag = outcomeFailed, *x.transEnd
+	case x.crf != nil && !x.crf.OK():
+		outcome, diag = outcomeFailed, *x.crf
+	case x.transEnd != nil:
+		outcome, diag = outcomeCompleted, fpdu.DiagOK
+	}
+	fields := []zap.Field{
+		zap.String("partner", s.partner.PartnerID), zap.String("remote_ip", s.remote),
+		zap.String("file", x.file), zap.Uint64("transfer_id", x.id), zap.String("direction", x.direction()),
+		zap.String("outcome", outcome), zap.Uint64("bytes", seenB), zap.Uint64("articles", seenA),
+		zap.String("diagnostic", diag.String()), zap.Duration("duration", time.Since(x.started)),
+	}
+	if why != "" && outcome != outcomeCompleted {
+		fields = append(fields, zap.String("reason", why))
+	}
+	if outcome == outcomeCompleted {
+		s.h.audit.Info("pesit.transfer_end", fields...)
+		return
+	}
+	s.h.audit.Warn("pesit.transfer_end", fields...)
+}
+
+// endWith logs the end of a session once, after the outcome of the
+// transfer it interrupts.
 func (s *session) endWith(event string, fields ...zap.Field) {
 	s.mu.Lock()
 	done := s.ended
@@ -82,33 +142,5 @@ func (s *session) endWith(event string, fields ...zap.Field) {
 	s.mu.Unlock()
 	if !done {
 		s.h.audit.Info(event, append(s.sessionFields(), fields...)...)
-	}
-}
-
-// connections counts open sessions per partner across the instance, for
-// maxConnections.
-var connections = &connectionCounter{n: map[string]int{}}
-
-type connectionCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-// acquire takes a slot for partner, refusing beyond max (0: unlimited).
-func (c *connectionCounter) acquire(partner string, max int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if max > 0 && c.n[partner] >= max {
-		return false
-	}
-	c.n[partner]++
-	return true
-}
-
-func (c *connectionCounter) release(partner string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n[partner]--; c.n[partner] <= 0 {
-		delete(c.n, partner)
 	}
 }

@@ -104,6 +104,13 @@ func (d *downScanner) scan(p []byte, build bool) {
 		}
 		n := min(len(p), need-d.hdrN)
 		copy(d.hdr[d.hdrN:], p[:n])
+		if !d.reframe {
+			// Header bytes go on as they come. Held back until the header
+			// is whole, the first part of a header split across two
+			// writes would be lost when the second takes the fast path
+			// of Write (after the pre-connection answer, for instance).
+			d.emit(p[:n], build)
+		}
 		d.hdrN += n
 		p = p[n:]
 		if d.hdrN < need {
@@ -114,16 +121,15 @@ func (d *downScanner) scan(p []byte, build bool) {
 		if need == fpdu.HeaderLen+2 {
 			d.nsduLeft = int(binary.BigEndian.Uint16(d.hdr[:2]))
 			hdr = d.hdr[2:need]
-			if !d.reframe {
-				d.emitCopy(d.hdr[:2], build)
-			}
 		}
 		h, err := fpdu.ParseHeader(hdr)
 		if err != nil || d.prefixed && int(h.Length) > d.nsduLeft {
 			d.s.h.logger.Warn("cannot follow the upstream's PeSIT stream; passing it through unparsed",
 				zap.String("partner", d.s.partner.PartnerID), zap.Error(errors.Join(err, fmt.Errorf("FPDU length %d, NSDU left %d", h.Length, d.nsduLeft))))
 			d.broken = true
-			d.emitCopy(hdr, build)
+			if d.reframe {
+				d.emitCopy(hdr, build)
+			}
 			continue
 		}
 		if d.prefixed {
@@ -134,7 +140,9 @@ func (d *downScanner) scan(p []byte, build bool) {
 			binary.BigEndian.PutUint16(pre[:], h.Length)
 			d.emitCopy(pre[:], build)
 		}
-		d.emitCopy(hdr, build)
+		if d.reframe {
+			d.emitCopy(hdr, build)
+		}
 		d.left = int(h.Length) - fpdu.HeaderLen
 		d.capturing = !h.Type.IsData()
 		if d.capturing {
@@ -229,21 +237,31 @@ func (d *downScanner) control() {
 		diag, _ := f.Diag()
 		s.mu.Lock()
 		x := s.xfer
+		if x != nil {
+			x.transEnd = &diag
+		}
 		s.mu.Unlock()
 		if x != nil {
 			s.auditTransEnd(x, diag, paramUint(&f, fpdu.PIByteCount), paramUint(&f, fpdu.PIArticleCount))
 		}
-	case fpdu.TypeAckDeselect:
+	case fpdu.TypeAckCRF:
+		diag, _ := f.Diag()
 		s.mu.Lock()
-		s.xfer = nil
+		if x := s.xfer; x != nil {
+			x.crf = &diag
+		}
 		s.mu.Unlock()
+	case fpdu.TypeAckDeselect:
+		s.endTransfer(outcomeIncomplete, fpdu.DiagOK, "deselected without TRANS.END")
 	case fpdu.TypeRelConf:
 		s.mu.Lock()
 		diag := s.releaseDiag
 		s.mu.Unlock()
+		s.endTransfer(outcomeIncomplete, diag, "released without TRANS.END")
 		s.endWith("pesit.release", zap.String("diagnostic", diag.String()))
 	case fpdu.TypeAbort:
 		diag, _ := f.Diag()
+		s.endTransfer(outcomeAborted, diag, "aborted by the upstream")
 		s.endWith("pesit.abort", zap.String("by", "upstream"), zap.String("diagnostic", diag.String()))
 	}
 }

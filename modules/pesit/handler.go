@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,8 +16,6 @@ import (
 
 	"github.com/bankedge/bankedge/internal/auditlog"
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
-	"github.com/bankedge/bankedge/modules/ca"
-	"github.com/bankedge/bankedge/modules/ca/registry"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 )
 
@@ -27,17 +26,21 @@ func init() {
 // Handler is the PeSIT gateway. It reads the partner's pre-connection and
 // CONNECT, authenticates the partner against the bankedge registry (PI 3
 // and PI 5, enabled, password not expired, allowed IPs, certificate
-// binding when the connection came through caddy-l4's tls handler, access
-// type against PI 22, connection limit), checks PI 4 against server_id,
-// and then hands the connection to the next handler, normally caddy-l4's
-// proxy. Refusals are RCONNECT with the diagnostic of the PeSIT
-// specification, and a refused connection never reaches the upstream.
+// binding when the connection came through caddy-l4's tls handler and TLS
+// verified the certificate, a bankedge certificate issued for this
+// partner, access type against PI 22, connection limit; failed attempts
+// throttled per partner id and source address), checks PI 4 against
+// server_id, tells a guarded listener (guard+tcp) that the connection is
+// authenticated, and then hands the connection to the next handler,
+// normally caddy-l4's proxy. Refusals are RCONNECT with the diagnostic of
+// the PeSIT specification, and a refused connection never reaches the
+// upstream.
 //
 // It then keeps reading the FPDUs in both directions: CREATE and SELECT are
 // checked against the partner's access type and allowed files (refused with
 // a negative ACK, after which the session may go on), and every connection,
-// transfer start, TRANS.END and release or abort is written to the
-// bankedge.audit.pesit logger. PI 5 is never logged.
+// transfer start, TRANS.END, transfer outcome and release or abort is
+// written to the bankedge.audit.pesit logger. PI 5 is never logged.
 type Handler struct {
 	// ServerID is the PI 4 that partners must call; other values get
 	// RCONNECT 3-301. Required.
@@ -69,7 +72,10 @@ type Handler struct {
 
 	// UpstreamCredentials, when set, replace PI 3, 4 and 5 of the CONNECT
 	// sent upstream, so that partners never learn the internal server's
-	// credentials.
+	// credentials. Its requester id may be {l4.pesit.partner_id}: the
+	// upstream then sees which partner each session belongs to (and keeps
+	// its files and restart state apart), and authenticates the gateway by
+	// the password alone.
 	UpstreamCredentials *Credentials `json:"upstream_credentials,omitempty"`
 
 	// UpstreamPreConnection, when set, makes the gateway send its own
@@ -78,7 +84,21 @@ type Handler struct {
 	// and never forwarded.
 	UpstreamPreConnection *PreConnection `json:"upstream_preconnection,omitempty"`
 
-	registry        *registry.Registry
+	// MaxAuthFailures is how many failed authentications (pre-connection
+	// or CONNECT) a partner id, or a source address, may have within
+	// AuthFailureWindow; beyond, attempts get RCONNECT 3-304 (NAK0 for a
+	// pre-connection), as for a wrong password, without any password
+	// being checked, and are audited as throttled. The count is shared by
+	// every listener of the process. Default: 5; -1 turns throttling off.
+	MaxAuthFailures int `json:"max_auth_failures,omitempty"`
+
+	// AuthFailureWindow is the sliding window of MaxAuthFailures.
+	// Default: 5m.
+	AuthFailureWindow caddy.Duration `json:"auth_failure_window,omitempty"`
+
+	partners        Partners
+	limiter         ConnectionLimiter
+	failures        AuthFailureCounter
 	logger          *zap.Logger
 	audit           *zap.Logger
 	framing         fpdu.Framing
@@ -120,7 +140,25 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading the bankedge app for its partner registry: %w", err)
 	}
-	h.registry = v.(*ca.App).Registry()
+	partners, ok := v.(Partners)
+	if !ok {
+		return fmt.Errorf("the bankedge app (%T) does not authenticate partners", v)
+	}
+	h.partners, h.limiter, h.failures = partners, localConnections, localFailures
+	if sh, ok := v.(SharedState); ok {
+		if l := sh.PartnerConnectionLimiter(); l != nil {
+			h.limiter = l
+		}
+		if f := sh.PartnerAuthFailures(); f != nil {
+			h.failures = f
+		}
+	}
+	if h.MaxAuthFailures == 0 {
+		h.MaxAuthFailures = 5
+	}
+	if h.AuthFailureWindow == 0 {
+		h.AuthFailureWindow = caddy.Duration(5 * time.Minute)
+	}
 	if h.Framing == "" {
 		h.Framing = "auto"
 	}
@@ -163,11 +201,14 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("pesit: server_id is longer than %d characters", fpdu.MaxIDLen)
 	case h.MaxFPDUSize < 64 || h.MaxFPDUSize > 65535:
 		return fmt.Errorf("pesit: max_fpdu_size must be between 64 and 65535, got %d", h.MaxFPDUSize)
-	case h.ConnectTimeout < 0 || h.IdleTimeout < 0:
+	case h.ConnectTimeout < 0 || h.IdleTimeout < 0 || h.AuthFailureWindow < 0:
 		return errors.New("pesit: timeouts must be positive")
+	case h.MaxAuthFailures < -1 || h.MaxAuthFailures > maxFailureLimit:
+		return fmt.Errorf("pesit: max_auth_failures must be between 1 and %d, or off", maxFailureLimit)
 	}
 	if c := h.UpstreamCredentials; c != nil {
-		if c.ServerID == "" || c.RequesterID == "" || len(c.ServerID) > fpdu.MaxIDLen || len(c.RequesterID) > fpdu.MaxIDLen {
+		if c.ServerID == "" || c.RequesterID == "" || len(c.ServerID) > fpdu.MaxIDLen ||
+			len(c.RequesterID) > fpdu.MaxIDLen && !strings.Contains(c.RequesterID, "{") {
 			return errors.New("pesit: upstream_credentials needs a server id and a requester id of 1 to 24 characters")
 		}
 		if len(c.Password) > fpdu.MaxPI5Len {
@@ -218,6 +259,7 @@ func tlsState(cx *layer4.Connection) *tls.ConnectionState {
 //		max_fpdu_size <bytes>
 //		upstream_credentials <server_id> <requester_id> [<password>]
 //		upstream_preconnection <id> [<password>]
+//		max_auth_failures <count>|off [<window>]
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
@@ -247,6 +289,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.UpstreamCredentials = &Credentials{ServerID: args[0], RequesterID: args[1]}
 			if len(args) == 3 {
 				h.UpstreamCredentials.Password = args[2]
+			}
+		case "max_auth_failures":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Err("max_auth_failures takes <count>|off [<window>]")
+			}
+			if args[0] == "off" {
+				h.MaxAuthFailures = -1
+			} else if h.MaxAuthFailures, err = strconv.Atoi(args[0]); err != nil || h.MaxAuthFailures < 1 {
+				return d.Errf("max_auth_failures: %q is not a positive count", args[0])
+			}
+			if len(args) == 2 {
+				dur, err := caddy.ParseDuration(args[1])
+				if err != nil {
+					return d.Errf("max_auth_failures window: %v", err)
+				}
+				h.AuthFailureWindow = caddy.Duration(dur)
 			}
 		case "upstream_preconnection":
 			args := d.RemainingArgs()

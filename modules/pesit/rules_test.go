@@ -2,12 +2,16 @@ package pesit
 
 import (
 	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
 	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"github.com/mholt/caddy-l4/layer4"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -35,7 +39,7 @@ func (c *scriptConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP:
 
 // scriptSession is a session whose partner sends in; audit lines go to the
 // returned observer.
-func scriptSession(t *testing.T, h *Handler, in []byte) (*session, *scriptConn, *observer.ObservedLogs) {
+func scriptSession(t testing.TB, h *Handler, in []byte) (*session, *scriptConn, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
 	h.ConnectTimeout, h.IdleTimeout, h.MaxFPDUSize = caddy.Duration(time.Minute), caddy.Duration(time.Minute), 65535
@@ -65,11 +69,16 @@ func answer(t *testing.T, c *scriptConn) fpdu.FPDU {
 	return f
 }
 
+// connectNSDU is a prefixed CONNECT with PI 22 = access, refused before
+// any authentication.
 func connectNSDU(t *testing.T, access byte) []byte {
 	t.Helper()
-	// "bad id!" is not a valid partner id, so the registry answers without
-	// storage: the test needs none.
-	fp, err := fpdu.Connect{SrcID: 1, RequesterID: "bad id!", ServerID: "BANKEDGE", Version: fpdu.VersionE, AccessType: access}.Append(nil)
+	return connectUnit(t, fpdu.Connect{SrcID: 1, RequesterID: "bad id!", ServerID: "BANKEDGE", Version: fpdu.VersionE, AccessType: access})
+}
+
+func connectUnit(t *testing.T, c fpdu.Connect) []byte {
+	t.Helper()
+	fp, err := c.Append(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +92,7 @@ func connectNSDU(t *testing.T, access byte) []byte {
 // TestConfiguredFramingIsEnforced: with framing raw, a prefixed CONNECT is
 // a protocol error (ABORT 3-311), not authenticated and forwarded.
 func TestConfiguredFramingIsEnforced(t *testing.T) {
-	s, c, _ := scriptSession(t, &Handler{ServerID: "BANKEDGE", Framing: "raw", registry: &registry.Registry{}}, connectNSDU(t, 0))
+	s, c, _ := scriptSession(t, &Handler{ServerID: "BANKEDGE", Framing: "raw"}, connectNSDU(t, 0))
 	if s.accept() {
 		t.Fatal("accepted")
 	}
@@ -96,7 +105,7 @@ func TestConfiguredFramingIsEnforced(t *testing.T) {
 
 // TestIllegalAccessTypeRefused: PI 22 outside 0-2 gets RCONNECT 3-318.
 func TestIllegalAccessTypeRefused(t *testing.T) {
-	s, c, _ := scriptSession(t, &Handler{ServerID: "BANKEDGE", registry: &registry.Registry{}}, connectNSDU(t, 7))
+	s, c, _ := scriptSession(t, &Handler{ServerID: "BANKEDGE"}, connectNSDU(t, 7))
 	if s.accept() {
 		t.Fatal("accepted")
 	}
@@ -152,3 +161,89 @@ func TestConnectAuditHasServerID(t *testing.T) {
 }
 
 var _ io.Reader = (*scriptConn)(nil)
+
+// registryPartners is the bankedge app's Partners over a bare registry:
+// no CA, so no certificate is ever one it issued.
+type registryPartners struct{ r *registry.Registry }
+
+func (p registryPartners) AuthenticatePartner(ctx context.Context, req registry.AuthRequest) (registry.Partner, error) {
+	return p.r.Authenticate(ctx, req)
+}
+
+func (registryPartners) CertificatePartner(context.Context, *x509.Certificate) (string, string, bool, error) {
+	return "", "", false, nil
+}
+
+// stuckPartners never answers before the caller gives up.
+type stuckPartners struct{ registryPartners }
+
+func (stuckPartners) AuthenticatePartner(ctx context.Context, _ registry.AuthRequest) (registry.Partner, error) {
+	<-ctx.Done()
+	return registry.Partner{}, ctx.Err()
+}
+
+var errBackendDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+type downCounter struct{}
+
+func (downCounter) Throttled(context.Context, []string, int, time.Duration) (bool, error) {
+	return false, errBackendDown
+}
+func (downCounter) Fail(context.Context, []string, time.Duration) error { return errBackendDown }
+
+type downLimiter struct{}
+
+func (downLimiter) Acquire(context.Context, string, int) (func(), bool, error) {
+	return nil, false, errBackendDown
+}
+
+func connectFor(t *testing.T, id, password string) []byte {
+	t.Helper()
+	return connectUnit(t, fpdu.Connect{SrcID: 1, RequesterID: id, ServerID: "BANKEDGE", Password: fpdu.Secret(password), HasPassword: true,
+		Version: fpdu.VersionE, AccessType: 2, HasAccessType: true})
+}
+
+// TestUnavailableBackendsAskToCallLater: when the failure counter or the
+// connection limiter cannot answer (a shared store down), or the registry
+// does not answer within connect_timeout, the partner gets RCONNECT 3-322
+// ("call back later"), never an authentication refusal that would make it
+// think its credentials are wrong, and never a hang.
+func TestUnavailableBackendsAskToCallLater(t *testing.T) {
+	reg := &registry.Registry{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
+	id, pw := "LIMITED", "Good-Pass1234!"
+	if _, err := reg.Create(context.Background(), registry.Input{PartnerID: &id, Password: &pw, MaxConnections: ptrInt(1)}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		h    *Handler
+	}{
+		{"failure counter down", &Handler{partners: registryPartners{reg}, failures: downCounter{}, limiter: localConnections, MaxAuthFailures: 5}},
+		{"connection limiter down", &Handler{partners: registryPartners{reg}, failures: localFailures, limiter: downLimiter{}, MaxAuthFailures: 5}},
+		{"registry too slow", &Handler{partners: stuckPartners{}, failures: localFailures, limiter: localConnections, MaxAuthFailures: 5}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.h.ServerID, c.h.AuthFailureWindow = "BANKEDGE", caddy.Duration(time.Minute)
+			s, conn, logs := scriptSession(t, c.h, connectFor(t, id, pw))
+			c.h.ConnectTimeout = caddy.Duration(200 * time.Millisecond)
+			start := time.Now()
+			if s.accept() {
+				t.Fatal("accepted")
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("answered after %s", time.Since(start))
+			}
+			f := answer(t, conn)
+			d, _ := f.Diag()
+			if f.Type != fpdu.TypeRConnect || d.Reason != fpdu.ReasonCallLater {
+				t.Fatalf("got %v %v, want RCONNECT 3-322", f.Type, d)
+			}
+			if e := logs.All(); len(e) != 1 || e[0].ContextMap()["diagnostic"] != "3-322" {
+				t.Fatalf("audit: %v", e)
+			}
+		})
+	}
+}
+
+func ptrInt(v int) *int { return &v }

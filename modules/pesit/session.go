@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,12 +21,19 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/modules/guard"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 )
 
 // inBufSize holds the largest unit (a 2-byte prefix and a 65535-byte
-// NSDU) twice over, so that reads from the partner are large.
+// NSDU) twice over, so that reads from the partner are large. It is
+// allocated once the partner is authenticated; before, the session holds
+// only what the pre-connection and CONNECT need (preAuthBufSize).
 const inBufSize = 256 << 10
+
+// preAuthBufSize holds a prefixed pre-connection and the largest CONNECT
+// the detector accepts.
+const preAuthBufSize = fpdu.MaxConnectLen + 2 + 64
 
 // session is one partner connection. It is the net.Conn that the next
 // handler (caddy-l4's proxy) reads and writes: Read yields the partner's
@@ -38,9 +46,12 @@ type session struct {
 
 	remote     string
 	tlsSubject string
-	partner    registry.Partner
-	accepted   bool
-	countedAs  string // partner id counted against maxConnections
+	// deadline bounds the pre-connection, CONNECT and authentication.
+	deadline time.Time
+	partner  registry.Partner
+	accepted bool
+	// releaseSlot gives back the partner's maxConnections slot.
+	releaseSlot func()
 
 	// Framing towards the partner and towards the upstream.
 	clientPrefixed, upPrefixed bool
@@ -83,7 +94,7 @@ func newSession(h *Handler, cx *layer4.Connection) *session {
 		client: cx.Conn,
 		start:  time.Now(),
 		remote: remoteIP(cx.RemoteAddr()),
-		in:     make([]byte, inBufSize),
+		in:     make([]byte, max(preAuthBufSize, len(cx.MatchingBytes()))),
 	}
 	if st := tlsState(cx); st != nil && len(st.PeerCertificates) > 0 {
 		s.tlsSubject = st.PeerCertificates[0].Subject.String()
@@ -105,8 +116,13 @@ func (s *session) accept() bool {
 		}
 		s.inW = n
 	}
-	deadline := time.Now().Add(time.Duration(s.h.ConnectTimeout))
-	_ = s.client.SetReadDeadline(deadline)
+	s.deadline = s.start.Add(time.Duration(s.h.ConnectTimeout))
+	if gd, ok := guard.PreAuthDeadline(s.client, unwrapL4); ok && gd.Add(-guardMargin).Before(s.deadline) {
+		// The listener closes unauthenticated connections at gd: end
+		// first, with the diagnostic the partner is owed.
+		s.deadline = gd.Add(-guardMargin)
+	}
+	_ = s.client.SetReadDeadline(s.deadline)
 	defer s.client.SetReadDeadline(time.Time{})
 	for {
 		d, err := s.detect()
@@ -183,9 +199,10 @@ func (s *session) answerPreConnection(unit []byte, prefixed bool) bool {
 	ok := err == nil
 	reason := ""
 	if ok {
-		_, aerr := s.h.registry.Authenticate(context.Background(), s.authRequest(id, []string{password}))
-		if aerr != nil {
-			ok, reason = false, aerr.Error()
+		// A pre-connection has no way to say "call back later": a
+		// temporary failure is a NAK0 too, with its reason audited.
+		if _, refusal := s.authenticate(id, []string{password}, false); refusal != nil {
+			ok, reason = false, refusal.why
 		}
 	} else {
 		reason = err.Error()
@@ -201,15 +218,97 @@ func (s *session) answerPreConnection(unit []byte, prefixed bool) bool {
 	return ok
 }
 
+// authRequest is what the registry checks. The client certificate is
+// passed only if TLS verified it (client_auth mode require_and_verify, or
+// verify_if_given with a certificate): a certificate binding must never be
+// satisfied by a certificate anyone can make, as under mode require.
 func (s *session) authRequest(id string, passwords []string) registry.AuthRequest {
 	req := registry.AuthRequest{PartnerID: id, Passwords: passwords}
 	if ip, err := netip.ParseAddr(s.remote); err == nil {
 		req.RemoteIP = ip
 	}
-	if st := tlsState(s.cx); st != nil && len(st.PeerCertificates) > 0 {
+	if st := tlsState(s.cx); st != nil && len(st.PeerCertificates) > 0 && len(st.VerifiedChains) > 0 {
 		req.ClientCert = st.PeerCertificates[0]
 	}
 	return req
+}
+
+// authRefusal is why an authentication attempt failed. A temporary one
+// (a backend unreachable, no hash slot before the deadline) is answered
+// with 3-322, "call back later", never with a diagnostic that would make
+// the partner think its credentials are wrong.
+type authRefusal struct {
+	temporary bool
+	why       string
+}
+
+// authenticate runs one authentication attempt (pre-connection or
+// CONNECT) within the session's deadline: the failure throttle, the
+// registry, then, for the CONNECT (ownCert), the certificate inventory: a
+// pre-connection identifier need not be the partner the certificate
+// belongs to, the CONNECT's requester must. Failures count against the
+// id and the source address.
+func (s *session) authenticate(id string, passwords []string, ownCert bool) (registry.Partner, *authRefusal) {
+	h := s.h
+	ctx, cancel := context.WithDeadline(context.Background(), s.deadline)
+	defer cancel()
+	window := time.Duration(h.AuthFailureWindow)
+	var keys []string
+	if h.MaxAuthFailures > 0 {
+		keys = throttleKeys(id, s.remote)
+		throttled, err := h.failures.Throttled(ctx, keys, h.MaxAuthFailures, window)
+		if err != nil {
+			return registry.Partner{}, &authRefusal{temporary: true, why: "authentication failure counter unavailable: " + err.Error()}
+		}
+		if throttled {
+			return registry.Partner{}, &authRefusal{why: fmt.Sprintf(
+				"throttled: %d failed authentications within %s for this partner id or source address", h.MaxAuthFailures, window)}
+		}
+	}
+	p, err := h.partners.AuthenticatePartner(ctx, s.authRequest(id, passwords))
+	if err == nil && ownCert {
+		err = s.checkCertificateOwner(ctx, id)
+	}
+	var ae *registry.AuthError
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.As(err, &ae):
+		if keys != nil {
+			if ferr := h.failures.Fail(ctx, keys, window); ferr != nil {
+				return registry.Partner{}, &authRefusal{temporary: true, why: "authentication failure counter unavailable: " + ferr.Error()}
+			}
+		}
+		return registry.Partner{}, &authRefusal{why: string(ae.Reason) + ": " + ae.Detail}
+	case ctx.Err() != nil:
+		return registry.Partner{}, &authRefusal{temporary: true, why: "authentication did not finish within connect_timeout: " + err.Error()}
+	default:
+		return registry.Partner{}, &authRefusal{temporary: true, why: "partner registry unavailable: " + err.Error()}
+	}
+}
+
+// checkCertificateOwner refuses a TLS client certificate that the
+// bankedge CA issued for another partner, or for anything but a partner's
+// TLS client (a PSD2 QWAC or QSEAL, a server certificate): one CA issues
+// them all, so chaining to it proves nothing about whose it is. The
+// handshake proved possession of the key, so this holds whatever the
+// client_auth mode. Certificates of other CAs are left to the binding.
+func (s *session) checkCertificateOwner(ctx context.Context, id string) error {
+	st := tlsState(s.cx)
+	if st == nil || len(st.PeerCertificates) == 0 {
+		return nil
+	}
+	cert := st.PeerCertificates[0]
+	owner, purpose, issued, err := s.h.partners.CertificatePartner(ctx, cert)
+	if err != nil || !issued {
+		return err
+	}
+	if owner != id || purpose != "CLIENT" {
+		return &registry.AuthError{Reason: registry.ReasonCertificateOtherPartner, Detail: fmt.Sprintf(
+			"certificate %s of the bankedge CA was issued for partner %q with purpose %s, not for partner %q",
+			strings.ToUpper(cert.SerialNumber.Text(16)), owner, purpose, id)}
+	}
+	return nil
 }
 
 // pi5Candidates are the forms a PI 5 password may take: the full value
@@ -250,14 +349,13 @@ func (s *session) acceptConnect(fp []byte) bool {
 	if c.HasPassword {
 		passwords = pi5Candidates(c.Password)
 	}
-	p, err := s.h.registry.Authenticate(context.Background(), s.authRequest(c.RequesterID, passwords))
-	if err != nil {
-		var ae *registry.AuthError
-		if errors.As(err, &ae) {
-			s.refuseConnect(fpdu.ReasonUnauthorized, string(ae.Reason)+": "+ae.Detail)
-		} else {
-			s.refuseConnect(fpdu.ReasonLocalCongestion, "partner registry unavailable: "+err.Error())
+	p, refusal := s.authenticate(c.RequesterID, passwords, true)
+	if refusal != nil {
+		reason := fpdu.ReasonUnauthorized
+		if refusal.temporary {
+			reason = fpdu.ReasonCallLater
 		}
+		s.refuseConnect(reason, refusal.why)
 		return false
 	}
 	s.partner = p
@@ -266,11 +364,20 @@ func (s *session) acceptConnect(fp []byte) bool {
 		s.refuseConnect(fpdu.ReasonUnauthorized, fmt.Sprintf("access type %d not allowed for a %s partner", c.AccessType, p.AccessType))
 		return false
 	}
-	if !connections.acquire(p.PartnerID, p.MaxConnections) {
-		s.refuseConnect(fpdu.ReasonTooManyConnections, fmt.Sprintf("partner already has %d connections", p.MaxConnections))
-		return false
+	if p.MaxConnections > 0 {
+		ctx, cancel := context.WithDeadline(context.Background(), s.deadline)
+		release, ok, err := s.h.limiter.Acquire(ctx, p.PartnerID, p.MaxConnections)
+		cancel()
+		switch {
+		case err != nil:
+			s.refuseConnect(fpdu.ReasonCallLater, "connection limiter unavailable: "+err.Error())
+			return false
+		case !ok:
+			s.refuseConnect(fpdu.ReasonTooManyConnections, fmt.Sprintf("partner already has %d connections", p.MaxConnections))
+			return false
+		}
+		s.releaseSlot = release
 	}
-	s.countedAs = p.PartnerID
 
 	out := fp
 	if uc := s.h.UpstreamCredentials; uc != nil {
@@ -278,7 +385,10 @@ func (s *session) acceptConnect(fp []byte) bool {
 		if uc.Password != "" {
 			pw = fpdu.PadPassword(uc.Password)
 		}
-		if out, err = fpdu.RewriteConnect(nil, fp, uc.RequesterID, uc.ServerID, pw); err != nil {
+		repl := s.cx.Replacer()
+		repl.Set("l4.pesit.partner_id", p.PartnerID)
+		requester := repl.ReplaceAll(uc.RequesterID, "")
+		if out, err = fpdu.RewriteConnect(nil, fp, requester, uc.ServerID, pw); err != nil {
 			s.refuseConnect(fpdu.ReasonOtherConnection, "rewriting CONNECT: "+err.Error())
 			return false
 		}
@@ -300,9 +410,26 @@ func (s *session) acceptConnect(fp []byte) bool {
 		s.out, s.connect = s.connect, nil
 	}
 	s.accepted = true
+	guard.Authenticate(s.client, unwrapL4)
+	// Now, and only now, the buffer for large reads.
+	in := make([]byte, inBufSize)
+	s.inW = copy(in, s.in[s.inR:s.inW])
+	s.in, s.inR = in, 0
 	s.auditConnect("accepted", fpdu.DiagOK, "", c.ServerID)
 	s.down.init(s)
 	return true
+}
+
+// guardMargin is how long before a guarded listener's pre-authentication
+// deadline the session gives up waiting, so that the partner hears why.
+const guardMargin = 250 * time.Millisecond
+
+// unwrapL4 lets guard see through caddy-l4's connection wrapper.
+func unwrapL4(c net.Conn) net.Conn {
+	if cx, ok := c.(*layer4.Connection); ok {
+		return cx.Conn
+	}
+	return nil
 }
 
 // frameUp puts one FPDU in the upstream's framing.
@@ -348,6 +475,7 @@ func (s *session) abort(reason uint16, why string) {
 	if err == nil {
 		_ = s.writeClient(s.frameClient(fp))
 	}
+	s.endTransfer(outcomeAborted, diag, "aborted by the gateway: "+why)
 	s.h.audit.Info("pesit.abort", append(s.sessionFields(), zap.String("by", "gateway"), zap.String("diagnostic", diag.String()),
 		zap.String("reason", why))...)
 	s.mu.Lock()
@@ -430,16 +558,18 @@ func (s *session) recentlyActive() bool {
 
 func (s *session) upstreamAnswered() bool { return s.answered.Load() }
 
-// finish logs the end of a session that ended without RELEASE or ABORT and
-// releases its connection slot.
+// finish logs the end of a session that ended without RELEASE or ABORT,
+// and of its transfer, and releases its connection slot.
 func (s *session) finish() {
-	if s.countedAs != "" {
-		connections.release(s.countedAs)
+	if s.releaseSlot != nil {
+		s.releaseSlot()
 	}
 	s.mu.Lock()
 	ended := s.ended
 	s.ended = true
 	s.mu.Unlock()
+	// No-op when RELEASE or ABORT has ended the transfer already.
+	s.endTransfer(outcomeInterrupted, fpdu.NewDiag(fpdu.ReasonNetworkIncident), "the connection closed during the transfer")
 	if s.accepted && !ended {
 		s.h.audit.Info("pesit.close", append(s.sessionFields(), zap.String("outcome", "closed without RELEASE"))...)
 	}

@@ -196,6 +196,7 @@ func (s *session) fromPartner(f *fpdu.FPDU) (bool, error) {
 		s.mu.Unlock()
 	case fpdu.TypeAbort:
 		diag, _ := f.Diag()
+		s.endTransfer(outcomeAborted, diag, "aborted by the partner")
 		s.endWith("pesit.abort", zap.String("by", "partner"), zap.String("diagnostic", diag.String()))
 	}
 	return true, nil
@@ -225,6 +226,9 @@ func (s *session) checkTransfer(f *fpdu.FPDU) bool {
 		why = fmt.Sprintf("file %q is not in the partner's allowed files", x.file)
 	}
 	if why == "" {
+		// A transfer the upstream never closed (no ACK(DESELECT) seen)
+		// ends here, before the next one.
+		s.endTransfer(outcomeIncomplete, fpdu.DiagOK, "a new transfer began without DESELECT")
 		s.mu.Lock()
 		s.xfer = x
 		s.mu.Unlock()

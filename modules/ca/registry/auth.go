@@ -36,6 +36,11 @@ const (
 	// ReasonPasswordExpired: the password is right but older than the
 	// policy's MaxAge.
 	ReasonPasswordExpired AuthReason = "password_expired"
+	// ReasonCertificateOtherPartner: the client certificate was issued by
+	// the bankedge CA for another partner, or for another purpose than a
+	// partner's TLS client (a PSD2 QWAC or QSEAL, a server). The PeSIT
+	// gateway checks it after Authenticate, against the CA's inventory.
+	ReasonCertificateOtherPartner AuthReason = "certificate_other_partner"
 )
 
 // AuthError is a refused authentication. Detail is for the audit log; it
@@ -82,38 +87,46 @@ const maxCandidates = 4
 // record, in this order: unknown partner, disabled, IP allowlist,
 // certificate binding, password, expiry. It returns the partner on
 // success, an *AuthError on refusal, and another error when the storage
-// fails (so that the gateway can answer with a temporary failure instead
-// of "not authorised").
+// fails or ctx ends while waiting for a hash slot (so that the gateway can
+// answer with a temporary failure instead of "not authorised").
+//
+// Every refusal costs the same password hashing as a wrong password, so
+// that the time an answer takes does not tell which partners exist or
+// why one was refused: candidates for an unknown partner are verified
+// against a dummy hash with the parameters of new passwords, and those of
+// a disabled partner, or of one refused for its address or certificate,
+// against the partner's own hash, whose result is then ignored.
 func (r *Registry) Authenticate(ctx context.Context, req AuthRequest) (Partner, error) {
+	r.init()
 	if validatePartnerID(req.PartnerID) != nil {
 		// An id that cannot exist is unknown; do not touch storage with it.
-		return Partner{}, &AuthError{Reason: ReasonUnknownPartner, Detail: "invalid partner id"}
+		return Partner{}, r.refuse(ctx, r.dummyHash, req.Passwords, &AuthError{Reason: ReasonUnknownPartner, Detail: "invalid partner id"})
 	}
 	if r.Storage == nil {
 		return Partner{}, errors.New("partner registry has no storage")
 	}
 	rec, err := r.load(ctx, req.PartnerID)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errIDCase) {
-		return Partner{}, &AuthError{Reason: ReasonUnknownPartner, Detail: fmt.Sprintf("no partner %q", req.PartnerID)}
+		return Partner{}, r.refuse(ctx, r.dummyHash, req.Passwords, &AuthError{Reason: ReasonUnknownPartner, Detail: fmt.Sprintf("no partner %q", req.PartnerID)})
 	}
 	if err != nil {
 		return Partner{}, fmt.Errorf("authenticating partner %q: %w", req.PartnerID, err)
 	}
 	p := r.toPartner(rec)
 	if !p.Enabled {
-		return Partner{}, &AuthError{Reason: ReasonDisabled, Detail: fmt.Sprintf("partner %q is disabled", p.PartnerID)}
+		return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonDisabled, Detail: fmt.Sprintf("partner %q is disabled", p.PartnerID)})
 	}
 	if !p.allowsIP(req.RemoteIP) {
-		return Partner{}, &AuthError{Reason: ReasonIPNotAllowed, Detail: fmt.Sprintf("address %s is not allowed for partner %q", req.RemoteIP, p.PartnerID)}
+		return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonIPNotAllowed, Detail: fmt.Sprintf("address %s is not allowed for partner %q", req.RemoteIP, p.PartnerID)})
 	}
 	if p.CertificateBinding != "" {
 		if req.ClientCert == nil {
-			return Partner{}, &AuthError{Reason: ReasonCertificateRequired, Detail: fmt.Sprintf("partner %q must present a client certificate", p.PartnerID)}
+			return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonCertificateRequired, Detail: fmt.Sprintf("partner %q must present a client certificate verified by TLS", p.PartnerID)})
 		}
 		if !p.MatchesCertificate(req.ClientCert) {
-			return Partner{}, &AuthError{Reason: ReasonCertificateMismatch, Detail: fmt.Sprintf(
+			return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonCertificateMismatch, Detail: fmt.Sprintf(
 				"certificate (CN %q, %s) does not match the binding of partner %q",
-				req.ClientCert.Subject.CommonName, Fingerprint(req.ClientCert), p.PartnerID)}
+				req.ClientCert.Subject.CommonName, Fingerprint(req.ClientCert), p.PartnerID)})
 		}
 	}
 	ok, err := r.checkPassword(ctx, rec, req.Passwords)
@@ -130,25 +143,45 @@ func (r *Registry) Authenticate(ctx context.Context, req AuthRequest) (Partner, 
 	return p, nil
 }
 
+// refuse spends on hash the verifications a wrong password would have cost
+// and returns the refusal, or the context's error if ctx ended while
+// waiting for a hash slot (a refusal it cannot time like the others must
+// not be reported as one).
+func (r *Registry) refuse(ctx context.Context, hash string, candidates []string, refusal *AuthError) error {
+	for _, c := range usableCandidates(candidates) {
+		if _, err := r.verify(ctx, hash, c); err != nil && ctx.Err() != nil {
+			return fmt.Errorf("authenticating partner: %w", err)
+		}
+	}
+	return refusal
+}
+
+// usableCandidates are the candidates checkPassword verifies on a
+// mismatch: at most maxCandidates, without empty or overlong ones.
+func usableCandidates(candidates []string) []string {
+	if len(candidates) > maxCandidates {
+		candidates = candidates[:maxCandidates]
+	}
+	var out []string
+	for _, c := range candidates {
+		if c != "" && len(c) <= MaxPasswordLength {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // checkPassword reports whether any candidate matches the stored hash,
 // consulting the cache of earlier successes first.
 func (r *Registry) checkPassword(ctx context.Context, rec *storedPartner, candidates []string) (bool, error) {
 	r.init()
-	if len(candidates) > maxCandidates {
-		candidates = candidates[:maxCandidates]
-	}
+	candidates = usableCandidates(candidates)
 	for _, c := range candidates {
-		if c == "" || len(c) > MaxPasswordLength {
-			continue
-		}
 		if r.cache != nil && r.cache.hit(rec.PartnerID, rec.PasswordHash, c) {
 			return true, nil
 		}
 	}
 	for _, c := range candidates {
-		if c == "" || len(c) > MaxPasswordLength {
-			continue
-		}
 		ok, err := r.verify(ctx, rec.PasswordHash, c)
 		if err != nil {
 			if ctx.Err() != nil {

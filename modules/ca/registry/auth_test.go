@@ -561,3 +561,71 @@ func BenchmarkAuthenticate(b *testing.B) {
 		})
 	}
 }
+
+// TestRefusalsCostAsMuchAsAWrongPassword: an unknown partner, a disabled
+// one, or one refused for its address or certificate must cost the same
+// password hashing as a wrong password, or the answer's timing tells
+// which partners exist.
+func TestRefusalsCostAsMuchAsAWrongPassword(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRegistry(t)
+	r.CacheSize = -1
+	cert := newCert(t, "bank-xyz.example.com")
+	other := newCert(t, "intruder.example.com")
+	mustCreate(t, r, Input{PartnerID: ptr("OK"), Password: ptr(strong), AllowedIPs: &[]string{"203.0.113.0/24"}, CertificateBinding: ptr("CN=bank-xyz.example.com")})
+	mustCreate(t, r, Input{PartnerID: ptr("OFF"), Password: ptr(strong), Enabled: ptr(false)})
+	base := AuthRequest{PartnerID: "OK", Passwords: []string{"Wrong-Password-1", "Wrong-Pa"}, RemoteIP: addr("203.0.113.50"), ClientCert: cert}
+	with := func(f func(*AuthRequest)) AuthRequest { q := base; f(&q); return q }
+	cases := []struct {
+		name   string
+		req    AuthRequest
+		reason AuthReason
+	}{
+		{"bad password", base, ReasonBadPassword},
+		{"unknown", with(func(q *AuthRequest) { q.PartnerID = "NOBODY" }), ReasonUnknownPartner},
+		{"invalid id", with(func(q *AuthRequest) { q.PartnerID = "../x" }), ReasonUnknownPartner},
+		{"disabled", with(func(q *AuthRequest) { q.PartnerID = "OFF" }), ReasonDisabled},
+		{"ip", with(func(q *AuthRequest) { q.RemoteIP = addr("198.51.100.1") }), ReasonIPNotAllowed},
+		{"cert required", with(func(q *AuthRequest) { q.ClientCert = nil }), ReasonCertificateRequired},
+		{"cert mismatch", with(func(q *AuthRequest) { q.ClientCert = other }), ReasonCertificateMismatch},
+	}
+	for _, c := range cases {
+		before := r.hashes.Load()
+		_, err := r.Authenticate(ctx, c.req)
+		wantReason(t, err, c.reason)
+		if n := r.hashes.Load() - before; n != 2 {
+			t.Errorf("%s: %d password hashes, want 2 like a wrong password", c.name, n)
+		}
+	}
+	// No password at all costs nothing, whoever the partner.
+	for _, id := range []string{"OK", "NOBODY"} {
+		before := r.hashes.Load()
+		_, _ = r.Authenticate(ctx, AuthRequest{PartnerID: id, RemoteIP: addr("203.0.113.50"), ClientCert: cert})
+		if n := r.hashes.Load() - before; n != 0 {
+			t.Errorf("%s without a password: %d hashes", id, n)
+		}
+	}
+}
+
+// TestAuthenticateHashSlotDeadline: a caller that cannot get a hash slot
+// before its deadline gets the context's error, never a refusal.
+func TestAuthenticateHashSlotDeadline(t *testing.T) {
+	r, _ := newTestRegistry(t)
+	r.MaxConcurrentHashes = 1
+	mustCreate(t, r, Input{PartnerID: ptr("OK"), Password: ptr(strong)})
+	r.hashSem <- struct{}{} // the only slot, held
+	defer func() { <-r.hashSem }()
+	for _, id := range []string{"OK", "NOBODY"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		start := time.Now()
+		_, err := r.Authenticate(ctx, AuthRequest{PartnerID: id, Passwords: []string{"Wrong-Password-1"}})
+		cancel()
+		var ae *AuthError
+		if !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ae) {
+			t.Errorf("%s: %v, want the deadline", id, err)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%s: waited %s", id, time.Since(start))
+		}
+	}
+}

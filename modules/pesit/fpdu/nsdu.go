@@ -82,6 +82,7 @@ const readBufSize = 64<<10 + 2
 type Reader struct {
 	rd      io.Reader
 	buf     []byte
+	initial int // size of the first buffer; 0 for readBufSize
 	r, w    int // buf[r:w] is read but not consumed
 	framing Framing
 	max     int
@@ -93,6 +94,27 @@ type Reader struct {
 // detect it). The maximum NSDU size defaults to 65535.
 func NewReader(rd io.Reader, f Framing) *Reader {
 	return &Reader{rd: rd, framing: f, max: MaxFPDULen}
+}
+
+// NewReaderSize is NewReader with a first buffer of size bytes (at least
+// what a pre-connection and the largest CONNECT Detect accepts need), for
+// a server that must not spend 64 KiB on a connection before it is
+// authenticated. The buffer grows to 64 KiB when a unit needs it, or on
+// Grow.
+func NewReaderSize(rd io.Reader, f Framing, size int) *Reader {
+	r := NewReader(rd, f)
+	r.initial = min(max(size, MaxConnectLen+2+PreConnectionLen+2), readBufSize)
+	return r
+}
+
+// Grow gives the Reader its full 64 KiB buffer, keeping what is buffered.
+func (r *Reader) Grow() {
+	if len(r.buf) >= readBufSize {
+		return
+	}
+	nb := make([]byte, readBufSize)
+	r.w = copy(nb, r.buf[r.r:r.w])
+	r.buf, r.r = nb, 0
 }
 
 // SetMaxSize sets the largest NSDU (prefixed) or FPDU (raw) the Reader
@@ -323,8 +345,11 @@ func (r *Reader) fill(n int) error {
 	if r.w-r.r >= n {
 		return nil
 	}
-	if r.buf == nil {
-		r.buf = make([]byte, readBufSize)
+	switch {
+	case r.buf == nil && r.initial > 0 && n <= r.initial:
+		r.buf = make([]byte, r.initial)
+	case len(r.buf) < n:
+		r.Grow()
 	}
 	if r.r == r.w {
 		r.r, r.w = 0, 0 // nothing to keep: read into the whole buffer

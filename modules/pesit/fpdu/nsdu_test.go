@@ -428,3 +428,33 @@ func TestFramingText(t *testing.T) {
 		t.Errorf("invalid framing: %v %s", err, Framing(7))
 	}
 }
+
+// TestReaderSizeGrows: a Reader made with NewReaderSize holds a few KiB
+// until a unit needs more or Grow is called, and reads the same stream.
+func TestReaderSizeGrows(t *testing.T) {
+	conn, err := Connect{SrcID: 1, RequesterID: "P", ServerID: "S", Version: VersionE}.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, _ := AppendDTF(nil, 1, bytes.Repeat([]byte{7}, 60000))
+	var stream []byte
+	for _, fp := range [][]byte{conn, big} {
+		stream, _ = AppendNSDU(stream, FramingPrefixed, fp)
+	}
+	r := NewReaderSize(bytes.NewReader(stream), FramingAuto, 0)
+	if _, err := r.Detect(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.buf) >= readBufSize || len(r.buf) < MaxConnectLen {
+		t.Fatalf("first buffer of %d bytes", len(r.buf))
+	}
+	if b, err := r.Next(); err != nil || !bytes.Equal(b, conn) {
+		t.Fatalf("CONNECT: %v", err)
+	}
+	if b, err := r.Next(); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("60000-byte DTF: %v", err)
+	}
+	if len(r.buf) != readBufSize {
+		t.Fatalf("buffer of %d bytes after a large unit", len(r.buf))
+	}
+}

@@ -441,8 +441,12 @@ type receiver struct {
 	p      dataParams
 	w      *bufio.Writer
 	offset int64 // file offset of the next byte, restart offset included
-	st     xferStats
-	ack    []byte
+	// limit, when positive, is the offset the data must not go beyond;
+	// overLimit is then the error.
+	limit     int64
+	overLimit *limitError
+	st        xferStats
+	ack       []byte
 	// onSync runs at each sync point, after the data before it has been
 	// written out, before it is acknowledged.
 	onSync func(n uint32, offset int64) error
@@ -484,6 +488,15 @@ func (s *sender) stop(perr error) peerFrame {
 	}
 	return s.join()
 }
+
+// limitError stops a write that would make its file larger than the
+// server allows; diag goes into the ABORT.
+type limitError struct {
+	diag fpdu.Diag
+	msg  string
+}
+
+func (e *limitError) Error() string { return e.msg }
 
 // errSinkWrite marks a failure of the local destination, as opposed to the
 // connection.
@@ -581,6 +594,9 @@ func (r *receiver) run() ([]byte, error) {
 }
 
 func (r *receiver) write(a []byte) error {
+	if r.limit > 0 && r.offset+int64(len(a)) > r.limit {
+		return r.overLimit
+	}
 	if _, err := r.w.Write(a); err != nil {
 		return errSinkWrite{err}
 	}

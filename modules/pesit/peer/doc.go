@@ -76,7 +76,13 @@
 // `offset` bytes; otherwise it answers PI 18 = 0 and the transfer starts
 // again from the beginning. Nothing is fsynced, so the state survives a
 // crash of the process, not of the machine. Temporary files of transfers
-// that are never restarted are not cleaned up.
+// that are never restarted stay until Server.RemoveStalePartials removes
+// them (pesit_server runs it periodically).
+//
+// With Server.RequesterDirs, all of this happens in Root/<PI 3> instead
+// of Root: each requester has its own files, temporary files and restart
+// states, and cannot name another's. Server.MaxFileSize and Server.Quota
+// bound what a requester may store.
 //
 // Every file access goes through an os.Root for the directory, so nothing
 // outside Root is read or written, and symbolic links are never followed:
@@ -99,11 +105,14 @@
 //	RCONNECT 3-308  PI 6 is not version E
 //	RCONNECT 3-315  CRC requested (PI 1 = 1), not supported
 //	RCONNECT 3-318  malformed CONNECT or mandatory PI absent
-//	RCONNECT 3-300  Root cannot be opened
+//	RCONNECT 3-300  Root (or the requester's directory) cannot be opened
+//	RCONNECT 3-318  with RequesterDirs, a PI 3 that cannot name a directory
 //	ACK(CREATE|SELECT) 2-226  name refused, or access type (PI 22) forbids it
 //	ACK(SELECT) 2-205  no such regular file in Root
 //	ACK(CREATE) 2-207  the same transfer is running on another connection
 //	ACK(CREATE) 2-211  a directory has the name
+//	ACK(CREATE) 2-219, ABORT 2-219  the file exceeds MaxFileSize (announced in PI 42, or in flight)
+//	ACK(CREATE) 2-206, ABORT 2-206  the requester's directory exceeds Quota
 //	ACK(ORF) 2-211, ACK(CRF) 2-212, ABORT 2-213  file system errors
 //	ACK(READ) 2-214  restart point beyond the end of the file
 //	ACK(TRANS.END) 3-319  the requester's PI 27/28 differ from the data
@@ -111,6 +120,9 @@
 //	ABORT 3-311  undecodable FPDU, wrong ids, FPDU out of sequence
 //	ABORT 3-318  mandatory PI absent or illegal in a file-phase FPDU
 //	ABORT 3-313  idle timer (Server.IdleTimeout) expired
+//
+// A connection that sends no CONNECT within Server.ConnectTimeout is
+// closed.
 //
 // The server does not check the pre-connection identifier or password: it
 // always answers ACK0, as Transfer CFT does. Authentication happens on

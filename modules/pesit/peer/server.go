@@ -22,6 +22,11 @@ import (
 // minutes).
 const DefaultIdleTimeout = 5 * time.Minute
 
+// DefaultConnectTimeout bounds the pre-connection and CONNECT of a new
+// connection: a peer that has not identified itself gets less time than
+// one in a session.
+const DefaultConnectTimeout = 30 * time.Second
+
 // busyWait is how long a CREATE waits for the same transfer to finish on
 // another connection, typically the dead connection of the attempt it
 // restarts, before it is refused with 2-207.
@@ -53,6 +58,10 @@ type Server struct {
 	// IdleTimeout bounds the wait for the requester's next FPDU and any
 	// stall of the data flow (default DefaultIdleTimeout).
 	IdleTimeout time.Duration
+	// ConnectTimeout bounds each wait for the pre-connection and the
+	// CONNECT, when shorter than IdleTimeout (default
+	// DefaultConnectTimeout).
+	ConnectTimeout time.Duration
 	// NameFromLabel stores and serves files under PI 37 (the file label)
 	// when a CREATE carries one, as Axway and SecureTransport peers send
 	// the real file name there and a logical name in PI 12.
@@ -60,11 +69,51 @@ type Server struct {
 	// Logger receives one entry per connection and per transfer. PI 5 is
 	// never logged. nil logs nothing.
 	Logger *zap.Logger
+	// Connected, when set, is called with the connection once its CONNECT
+	// is accepted (ACONNECT sent): the end of its pre-authentication phase.
+	Connected func(conn net.Conn)
+	// RequesterDirs keeps each requester's files apart: a connection sees
+	// only Root/<PI 3>, created on its first CONNECT, so that a requester
+	// can neither read, overwrite nor resume another's files. A PI 3 that
+	// cannot be a file name (see the package documentation) is refused
+	// with RCONNECT 3-318.
+	RequesterDirs bool
+	// MaxFileSize, when positive, caps a received file: a CREATE
+	// announcing more (PI 42) is refused with 2-219, and a transfer that
+	// goes beyond is aborted with 2-219 and its partial file removed.
+	MaxFileSize int64
+	// Quota, when positive, caps the bytes a requester's directory holds,
+	// partial files included (with RequesterDirs; otherwise Root's): a
+	// CREATE when it is full is refused with 2-206, and a transfer that
+	// would overflow it is aborted with 2-206 and its partial file
+	// removed. It is checked against the directory as it is when the file
+	// is opened, so concurrent writes of one requester may overrun it by
+	// what they write at once.
+	Quota int64
+	// Locks reserves the temporary files of writes in progress. Servers
+	// that share a Root must share it, or two connections could write the
+	// same temporary file; nil gives the Server its own.
+	Locks *WriteLocks
 
 	newID func() byte // connection id Y; tests fix it to replay recordings
 
+	locksOnce sync.Once
+}
+
+// WriteLocks reserves the temporary files of writes in progress, by
+// requester directory and file name. The zero value is ready to use.
+type WriteLocks struct {
 	mu     sync.Mutex
-	active map[string]chan struct{} // writes in progress, by temp file name
+	active map[string]chan struct{}
+}
+
+func (s *Server) locks() *WriteLocks {
+	s.locksOnce.Do(func() {
+		if s.Locks == nil {
+			s.Locks = new(WriteLocks)
+		}
+	})
+	return s.Locks
 }
 
 // ServeConn runs one PeSIT connection to its end and closes conn. It
@@ -81,7 +130,15 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) (err error) {
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
 	}
-	ss := &session{s: s, ctx: ctx, l: newLink(conn, s.Framing, idle), log: log.With(zap.Stringer("remote", conn.RemoteAddr()))}
+	connect := s.ConnectTimeout
+	if connect <= 0 {
+		connect = DefaultConnectTimeout
+	}
+	ss := &session{s: s, ctx: ctx, l: newLink(conn, s.Framing, min(connect, idle)), log: log.With(zap.Stringer("remote", conn.RemoteAddr()))}
+	ss.idle = idle
+	// Until the CONNECT is accepted, a few KiB, not the 64 KiB of a
+	// transfer: an unauthenticated peer must cost little.
+	ss.l.rd = fpdu.NewReaderSize(conn, s.Framing, 0)
 	stop := ss.l.watch(ctx)
 	defer stop()
 	defer func() {
@@ -131,15 +188,21 @@ type transfer struct {
 	endDiag       fpdu.Diag
 	release       func()
 	start         time.Time
+	limit         int64 // write: the largest size the file may reach, 0 for none
+	overLimit     *limitError
 }
 
 // session is the server side of one connection.
 type session struct {
-	s         *Server
-	ctx       context.Context
-	l         *link
-	log       *zap.Logger
+	s    *Server
+	ctx  context.Context
+	idle time.Duration // the link's timeout once the CONNECT is accepted
+	l    *link
+	log  *zap.Logger
+	// root is the requester's directory (Server.RequesterDirs) or Root;
+	// dir is its name in Root, "" for Root itself.
 	root      *os.Root
+	dir       string
 	requester string
 	access    byte
 	syncKB    uint16
@@ -275,8 +338,11 @@ func (ss *session) handshake() error {
 			return ss.rconnectDiag(*dg, "not authorised", nil)
 		}
 	}
-	root, err := os.OpenRoot(ss.s.Root)
+	root, err := ss.openRoot(cn.RequesterID)
 	if err != nil {
+		if errors.Is(err, errBadRequesterDir) {
+			return ss.rconnect(fpdu.ReasonBadParameter, err.Error(), nil)
+		}
 		return ss.rconnect(fpdu.ReasonLocalCongestion, "storage unavailable", err)
 	}
 	ss.root = root
@@ -303,12 +369,39 @@ func (ss *session) handshake() error {
 	if cn.Resync {
 		params = append(params, fpdu.PIByte(fpdu.PIResync, 0)) // RESYN is not supported
 	}
+	l.timeout = ss.idle
 	if err := l.sendIDs(fpdu.TypeAConnect, l.peerID, l.localID, params...); err != nil {
 		root.Close()
 		return err
 	}
 	ss.log.Info("pesit connection accepted", zap.Uint16("sync_kb", ss.syncKB), zap.Uint8("sync_window", ss.window))
+	l.rd.Grow()
+	if ss.s.Connected != nil {
+		ss.s.Connected(l.conn)
+	}
 	return nil
+}
+
+var errBadRequesterDir = errors.New("the requester id (PI 3) cannot name a directory")
+
+// openRoot opens the directory the requester's files live in.
+func (ss *session) openRoot(requester string) (*os.Root, error) {
+	root, err := os.OpenRoot(ss.s.Root)
+	if err != nil || !ss.s.RequesterDirs {
+		return root, err
+	}
+	defer root.Close()
+	if checkName(requester) != nil {
+		return nil, errBadRequesterDir
+	}
+	if err := root.Mkdir(requester, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	if fi, err := root.Lstat(requester); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory: %w", requester, errNotRegular)
+	}
+	ss.dir = requester
+	return root.OpenRoot(requester)
 }
 
 // badStart handles a stream that does not start like PeSIT: if it looks
@@ -458,8 +551,20 @@ func (ss *session) create(f *fpdu.FPDU) error {
 	if fi, err := ss.root.Lstat(name); err == nil && fi.IsDir() {
 		return ss.refuse(fpdu.TypeAckCreate, fpdu.ReasonCannotOpen, "a directory has this name")
 	}
+	if ss.s.MaxFileSize > 0 {
+		// PI 42 counts KiB unless PI 41 says articles.
+		unit, _, _ := getUint(f, fpdu.PISpaceUnit)
+		if kb, ok, err := getUint(f, fpdu.PIMaxSpace); err == nil && ok && unit == 0 && kb > uint64(ss.s.MaxFileSize+1023)/1024 {
+			return ss.refuse(fpdu.TypeAckCreate, fpdu.ReasonSpaceExhausted, fmt.Sprintf("files are limited to %d bytes", ss.s.MaxFileSize))
+		}
+	}
+	if ss.s.Quota > 0 {
+		if used, err := dirUsage(ss.root); err != nil || used >= ss.s.Quota {
+			return ss.refuse(fpdu.TypeAckCreate, fpdu.ReasonDiskQuota, "the requester's quota is used up")
+		}
+	}
 	part, state := tempNames(name, tid)
-	release, ok := ss.s.acquire(part)
+	release, ok := ss.s.locks().acquire(ss.dir + "/" + part)
 	if !ok {
 		return ss.refuse(fpdu.TypeAckCreate, fpdu.ReasonFileBusy, "the same transfer is in progress")
 	}
@@ -527,6 +632,10 @@ func (ss *session) open(f *fpdu.FPDU) error {
 			ss.log.Warn("pesit cannot open file", zap.String("file", x.part), zap.Error(err))
 			return ss.refuse(fpdu.TypeAckORF, fpdu.ReasonCannotOpen, "cannot open the file")
 		}
+		if err := ss.setLimit(); err != nil {
+			ss.log.Warn("pesit cannot measure the requester's directory", zap.Error(err))
+			return ss.refuse(fpdu.TypeAckORF, fpdu.ReasonCannotOpen, "cannot open the file")
+		}
 	}
 	x.stage = stOpen
 	return ss.l.send(fpdu.TypeAckORF, append([]fpdu.Param{fpdu.DiagOK.Param()}, params...)...)
@@ -569,6 +678,28 @@ func (ss *session) openPart() error {
 	return nil
 }
 
+// setLimit sets how large the file being written may grow: MaxFileSize,
+// and the room left in the requester's directory under Quota (the
+// partial file, at its restart offset, already counts there).
+func (ss *session) setLimit() error {
+	x := ss.xfer
+	if m := ss.s.MaxFileSize; m > 0 {
+		x.limit = m
+		x.overLimit = &limitError{fpdu.NewDiag(fpdu.ReasonSpaceExhausted), fmt.Sprintf("file larger than %d bytes", m)}
+	}
+	if q := ss.s.Quota; q > 0 {
+		used, err := dirUsage(ss.root)
+		if err != nil {
+			return err
+		}
+		if room := x.restartOffset + max(q-used, 0); x.limit == 0 || room < x.limit {
+			x.limit = room
+			x.overLimit = &limitError{fpdu.NewDiag(fpdu.ReasonDiskQuota), fmt.Sprintf("quota of %d bytes exceeded", q)}
+		}
+	}
+	return nil
+}
+
 // receive answers WRITE and consumes the data phase of a write.
 func (ss *session) receive() error {
 	x := ss.xfer
@@ -576,6 +707,7 @@ func (ss *session) receive() error {
 		return err
 	}
 	r := newReceiver(ss.l, dataParams{peer: ss.l.peerID, entity: x.entity, window: int(ss.window), base: x.restartPoint}, x.file, x.restartOffset)
+	r.limit, r.overLimit = x.limit, x.overLimit
 	defer r.release()
 	st := restartState{Requester: ss.requester, Name: x.name, TransferID: x.tid, SyncKB: ss.syncKB, Article: x.article}
 	r.onSync = func(n uint32, offset int64) error {
@@ -606,7 +738,13 @@ func (ss *session) receive() error {
 // dataError ends the session after a failed data phase.
 func (ss *session) dataError(err error) error {
 	var sinkErr errSinkWrite
+	var over *limitError
 	switch {
+	case errors.As(err, &over):
+		ss.log.Warn("pesit file refused: over its limit", zap.String("file", ss.xfer.name), zap.Error(err))
+		ss.xfer.discard = true
+		ss.l.abort(over.diag)
+		return err
 	case errors.As(err, &sinkErr):
 		ss.log.Warn("pesit file I/O error", zap.Error(err))
 		ss.l.abort(fpdu.NewDiag(fpdu.ReasonIOError))
@@ -813,28 +951,40 @@ func (ss *session) endTransfer(outcome string) {
 	)
 }
 
+// tryAcquire reserves key if nobody holds it.
+func (w *WriteLocks) tryAcquire(key string) (release func(), ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, busy := w.active[key]; busy {
+		return nil, false
+	}
+	if w.active == nil {
+		w.active = make(map[string]chan struct{})
+	}
+	ch := make(chan struct{})
+	w.active[key] = ch
+	return func() {
+		w.mu.Lock()
+		delete(w.active, key)
+		w.mu.Unlock()
+		close(ch)
+	}, true
+}
+
 // acquire reserves a write's temporary file for one connection, waiting
 // up to busyWait for another connection to let it go.
-func (s *Server) acquire(key string) (release func(), ok bool) {
+func (w *WriteLocks) acquire(key string) (release func(), ok bool) {
 	deadline := time.Now().Add(busyWait)
 	for {
-		s.mu.Lock()
-		if s.active == nil {
-			s.active = make(map[string]chan struct{})
+		if release, ok := w.tryAcquire(key); ok {
+			return release, true
 		}
-		ch, busy := s.active[key]
+		w.mu.Lock()
+		ch, busy := w.active[key]
+		w.mu.Unlock()
 		if !busy {
-			ch = make(chan struct{})
-			s.active[key] = ch
-			s.mu.Unlock()
-			return func() {
-				s.mu.Lock()
-				delete(s.active, key)
-				s.mu.Unlock()
-				close(ch)
-			}, true
+			continue
 		}
-		s.mu.Unlock()
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return nil, false

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxNameLen is the Hors-SIT limit on PI 12.
@@ -44,6 +45,109 @@ func checkName(name string) error {
 func tempNames(name string, tid uint32) (part, state string) {
 	base := fmt.Sprintf(".pesit-%06x-%s", tid, name)
 	return base + ".part", base + ".state"
+}
+
+// partOf returns the temporary data file a temporary file belongs to, or
+// "" if name is not one.
+func partOf(name string) string {
+	if !strings.HasPrefix(name, ".pesit-") {
+		return ""
+	}
+	if base, ok := strings.CutSuffix(name, ".state"); ok {
+		return base + ".part"
+	}
+	if strings.HasSuffix(name, ".part") {
+		return name
+	}
+	return ""
+}
+
+// dirUsage is the size of the regular files in root's top directory,
+// partial files included.
+func dirUsage(root *os.Root) (int64, error) {
+	d, err := root.Open(".")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	entries, err := d.ReadDir(-1)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil {
+			total += fi.Size()
+		}
+	}
+	return total, nil
+}
+
+// RemoveStalePartials removes the temporary files of writes (".pesit-…
+// .part" and ".state") last written more than age ago, in Root and, with
+// RequesterDirs, in every requester's directory: transfers aborted and
+// never restarted. A write in progress holds its lock and is left alone
+// whatever its age. It returns how many files it removed.
+func (s *Server) RemoveStalePartials(age time.Duration) (int, error) {
+	root, err := os.OpenRoot(s.Root)
+	if err != nil {
+		return 0, err
+	}
+	defer root.Close()
+	cutoff := time.Now().Add(-age)
+	removed, err := s.removeStale(root, "", cutoff)
+	if !s.RequesterDirs || err != nil {
+		return removed, err
+	}
+	d, err := root.Open(".")
+	if err != nil {
+		return removed, err
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	for _, e := range entries {
+		if !e.IsDir() || checkName(e.Name()) != nil {
+			continue
+		}
+		sub, serr := root.OpenRoot(e.Name())
+		if serr != nil {
+			continue
+		}
+		n, _ := s.removeStale(sub, e.Name(), cutoff)
+		sub.Close()
+		removed += n
+	}
+	return removed, err
+}
+
+func (s *Server) removeStale(root *os.Root, dir string, cutoff time.Time) (int, error) {
+	d, err := root.Open(".")
+	if err != nil {
+		return 0, err
+	}
+	entries, err := d.ReadDir(-1)
+	d.Close()
+	removed := 0
+	for _, e := range entries {
+		part := partOf(e.Name())
+		if part == "" || !e.Type().IsRegular() {
+			continue
+		}
+		// Holding the lock keeps a write from starting on the file while
+		// it is judged and removed.
+		release, ok := s.locks().tryAcquire(dir + "/" + part)
+		if !ok {
+			continue
+		}
+		if fi, err := root.Lstat(e.Name()); err == nil && fi.ModTime().Before(cutoff) && root.Remove(e.Name()) == nil {
+			removed++
+		}
+		release()
+	}
+	return removed, err
 }
 
 // restartState is what a write persists at each sync point.

@@ -70,7 +70,9 @@ func (f *linkFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.to, "to", "", "server address host:port (required)")
 	fl.StringVar(&f.partner, "partner", "", "requester identifier, PI 3 (required)")
-	fl.StringVar(&f.password, "password", os.Getenv("BANKEDGE_PESIT_PASSWORD"), "password, PI 5 (default $BANKEDGE_PESIT_PASSWORD)")
+	// The environment is read when the command runs, not here: a flag
+	// default is printed by --help and in usage errors.
+	fl.StringVar(&f.password, "password", "", "password, PI 5 (default: $BANKEDGE_PESIT_PASSWORD)")
 	fl.StringVar(&f.passwordFile, "password-file", "", "file holding the password")
 	fl.StringVar(&f.serverID, "server-id", "", "server identifier, PI 4 (required)")
 	fl.BoolVar(&f.useTLS, "tls", false, "use TLS (PeSIT-E over TLS)")
@@ -100,6 +102,9 @@ func (f *linkFlags) dial(ctx context.Context, access peer.Access) (*peer.Client,
 			return nil, fmt.Errorf("--password-file: %w", err)
 		}
 		f.password = strings.TrimRight(string(b), "\r\n")
+	}
+	if f.password == "" {
+		f.password = os.Getenv("BANKEDGE_PESIT_PASSWORD")
 	}
 	d := net.Dialer{Timeout: f.timeout}
 	var conn net.Conn
