@@ -109,14 +109,15 @@ type QSEAL struct {
 
 	// MaxClockSkew is how far a Date header may be from the gateway's
 	// clock (TIMESTAMP_INVALID beyond it). Date itself is optional unless
-	// it is signed. Default: 300s; at most half of ReplayWindow.
+	// it is signed. In the past, a Date may also be no older than
+	// ReplayWindow less MaxClockSkew. Default: 300s.
 	MaxClockSkew caddy.Duration `json:"max_clock_skew,omitempty"`
 
 	// ReplayWindow is how long an X-Request-ID is remembered per
 	// organisation from its first use: a second use within it is refused
-	// whatever happens in between (reloads, restarts, crashes). Because it
-	// is at least twice MaxClockSkew, a request whose Date is signed can
-	// never be replayed after it either. Default: 10m.
+	// whatever happens in between (reloads, restarts, crashes). A request
+	// whose Date is signed cannot be replayed after it either: its Date
+	// is then too old. Default: 10m.
 	ReplayWindow caddy.Duration `json:"replay_window,omitempty"`
 
 	// ReplayStore keeps the request ids: a module of the
@@ -209,6 +210,11 @@ func (h *QSEAL) Provision(ctx caddy.Context) error {
 	if h.ReplayWindow == 0 {
 		h.ReplayWindow = caddy.Duration(defaultReplayWindow)
 	}
+	if maxAge := h.maxDateAge(); maxAge < time.Duration(h.MaxClockSkew) {
+		h.logger.Warn("replay_window is less than twice max_clock_skew: requests whose Date is older than the window less the skew are refused",
+			zap.Duration("replay_window", time.Duration(h.ReplayWindow)), zap.Duration("max_clock_skew", time.Duration(h.MaxClockSkew)),
+			zap.Duration("max_date_age", maxAge))
+	}
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = defaultMaxBody
 	}
@@ -245,9 +251,6 @@ func (h *QSEAL) Validate() error {
 		return errors.New("max_clock_skew and replay_window must be positive")
 	case h.ReplayCacheSize < 0 || h.CacheSize < 0 || h.MaxBodySize < 0:
 		return errors.New("replay_cache_size, cache_size and max_body_size must be positive")
-	case h.ReplayWindow < 2*h.MaxClockSkew:
-		return fmt.Errorf("replay_window (%s) must be at least twice max_clock_skew (%s): otherwise a request with a signed Date could be replayed once its X-Request-ID has left the window",
-			time.Duration(h.ReplayWindow), time.Duration(h.MaxClockSkew))
 	}
 	return nil
 }

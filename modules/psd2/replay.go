@@ -46,10 +46,8 @@ func (h *QSEAL) claim(r *http.Request, tpp *TPP, id uuid.UUID) *rejection {
 	return nil
 }
 
-// checkDate refuses a Date too far from the gateway's clock. Since the
-// replay window is at least twice max_clock_skew (Validate), a request whose
-// Date is signed cannot be replayed once its id has left the window: it is
-// refused by its Date instead.
+// checkDate refuses a Date too far from the gateway's clock: ahead by more
+// than max_clock_skew, or older than maxDateAge.
 func (h *QSEAL) checkDate(r *http.Request) *rejection {
 	v := header(r, headerDate)
 	if v == "" {
@@ -59,13 +57,23 @@ func (h *QSEAL) checkDate(r *http.Request) *rejection {
 	if err != nil {
 		return rejectPath(FormatError, headerDate, "Date is not an HTTP date")
 	}
-	skew := h.now().Sub(t)
-	if skew < 0 {
-		skew = -skew
-	}
-	if skew > time.Duration(h.MaxClockSkew) {
-		return rejectPath(TimestampInvalid, headerDate, fmt.Sprintf("Date is %s away from the server clock (max %s)",
-			skew.Round(time.Second), time.Duration(h.MaxClockSkew)))
+	age := h.now().Sub(t)
+	switch skew := time.Duration(h.MaxClockSkew); {
+	case -age > skew:
+		return rejectPath(TimestampInvalid, headerDate, fmt.Sprintf("Date is %s ahead of the server clock (max %s)",
+			(-age).Round(time.Second), skew))
+	case age > h.maxDateAge():
+		return rejectPath(TimestampInvalid, headerDate, fmt.Sprintf("Date is %s behind the server clock (max %s)",
+			age.Round(time.Second), h.maxDateAge()))
 	}
 	return nil
+}
+
+// maxDateAge is how old a Date may be: max_clock_skew, and no more than the
+// replay window less max_clock_skew. A request first accepted with a Date
+// up to max_clock_skew ahead cannot then come back once its X-Request-ID
+// has left the window: its Date is older than the window less the skew.
+func (h *QSEAL) maxDateAge() time.Duration {
+	skew, window := time.Duration(h.MaxClockSkew), time.Duration(h.ReplayWindow)
+	return min(skew, window-skew)
 }

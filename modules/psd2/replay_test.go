@@ -3,11 +3,14 @@ package psd2
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 )
@@ -224,6 +227,34 @@ func BenchmarkReplayClaim(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := s.Claim(ctx, "PSDGR-BOG-123456", ids[i&(1<<16-1)], time.Millisecond); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A Date is refused once it is older than the replay window less the
+// clock skew: a request first accepted with a Date up to the skew ahead
+// cannot come back after its id has left the window.
+func TestDateAgeBoundByReplayWindow(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		window, skew, offset time.Duration // offset: Date - now
+		ok                   bool
+	}{
+		{10 * time.Minute, 5 * time.Minute, -5 * time.Minute, true},
+		{10 * time.Minute, 5 * time.Minute, -5*time.Minute - time.Second, false},
+		{10 * time.Minute, 5 * time.Minute, 5 * time.Minute, true},
+		{10 * time.Minute, 5 * time.Minute, 5*time.Minute + time.Second, false},
+		// A window shorter than twice the skew bounds the age instead.
+		{4 * time.Second, 3 * time.Second, -time.Second, true},
+		{4 * time.Second, 3 * time.Second, -2 * time.Second, false},
+		{4 * time.Second, 3 * time.Second, 3 * time.Second, true},
+	} {
+		h := &QSEAL{ReplayWindow: caddy.Duration(c.window), MaxClockSkew: caddy.Duration(c.skew), now: func() time.Time { return now }}
+		r := httptest.NewRequest(http.MethodPost, "/v1/payments/x", nil)
+		r.Header.Set("Date", now.Add(c.offset).Format(http.TimeFormat))
+		rej := h.checkDate(r)
+		if (rej == nil) != c.ok || rej != nil && rej.Code != TimestampInvalid {
+			t.Errorf("window %s, skew %s, Date %+v: %v", c.window, c.skew, c.offset, rej)
 		}
 	}
 }
