@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/google/uuid"
 
 	"github.com/bankedge/bankedge/internal/testcaddy"
@@ -155,4 +156,21 @@ func (f *fixture) waitReady(t *testing.T) {
 		}
 	}
 	t.Fatal("the gateway does not answer")
+}
+
+// TestReplayStoreOptions: replay_store local with its journal and quota
+// set in the Caddyfile.
+func TestReplayStoreOptions(t *testing.T) {
+	journal := filepath.Join(t.TempDir(), "replay", "xs2a.journal")
+	f := newFixtureWith(t, fixtureOptions{piraeusQSEAL: "replay_store local {\n\t\t\tjournal " + journal + "\n\t\t\tquota 2\n\t\t}"})
+	expectOK(t, f.payWithID(t, uuid.NewString(), false))
+	expectOK(t, f.payWithID(t, uuid.NewString(), false))
+	expectError(t, f.payWithID(t, uuid.NewString(), false), http.StatusTooManyRequests, "ACCESS_EXCEEDED", "")
+	if st, err := os.Stat(journal); err != nil || st.Size() == 0 {
+		t.Fatalf("journal %s: %v", journal, err)
+	}
+	bad := strings.Replace(f.caddyfile, "quota 2", "quota 2\n\t\t\tdurable maybe", 1)
+	if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(bad), nil); err == nil || !strings.Contains(err.Error(), `"durable"`) {
+		t.Errorf("an unknown replay_store option: %v", err)
+	}
 }
