@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 )
 
@@ -25,25 +27,6 @@ type TPP struct {
 	NCAID      string
 	NCAName    string
 	CertSHA256 string
-}
-
-// placeholder resolves the {psd2.tpp.*} placeholders.
-func (t *TPP) placeholder(key string) (any, bool) {
-	switch key {
-	case "psd2.tpp.org_id":
-		return t.OrgID, true
-	case "psd2.tpp.name":
-		return t.Name, true
-	case "psd2.tpp.roles":
-		return t.RolesCSV, true
-	case "psd2.tpp.nca_id":
-		return t.NCAID, true
-	case "psd2.tpp.nca_name":
-		return t.NCAName, true
-	case "psd2.tpp.cert_sha256":
-		return t.CertSHA256, true
-	}
-	return nil, false
 }
 
 // HasAnyRole reports whether the TPP holds at least one of roles.
@@ -61,7 +44,10 @@ func (t *TPP) HasAnyRole(roles []qcstatements.Role) bool {
 // verifiedCert is a certificate whose chain and PSD2 attributes were checked.
 type verifiedCert struct {
 	cert *x509.Certificate
-	tpp  TPP
+	// issuer is the certificate's issuer in its verified chain, for the
+	// revocation checks; nil when the certificate is itself trusted.
+	issuer *x509.Certificate
+	tpp    TPP
 	// validUntil is the earliest NotAfter in the chain; after it the entry is
 	// re-verified so that expiry is reported.
 	validUntil time.Time
@@ -79,7 +65,12 @@ type verifiedCert struct {
 type certVerifier struct {
 	roots  *x509.CertPool
 	qcType qcstatements.QcType
+	kind   string // QWAC or QSEAL, for messages
 	now    func() time.Time
+	// revocation is asked about every certificate on every request,
+	// cached or not.
+	revocation []RevocationChecker
+	logger     *zap.Logger
 
 	mu    sync.RWMutex
 	cache map[[32]byte]*verifiedCert
@@ -92,14 +83,21 @@ type certVerifier struct {
 // maxIndexedHeader bounds the header texts kept in byHeader.
 const maxIndexedHeader = 8 << 10
 
-func newCertVerifier(roots *x509.CertPool, qcType qcstatements.QcType, capacity int) *certVerifier {
+func newCertVerifier(roots *x509.CertPool, qcType qcstatements.QcType, capacity int, revocation []RevocationChecker, logger *zap.Logger) *certVerifier {
+	kind := "QWAC"
+	if qcType == qcstatements.QcTypeESeal {
+		kind = "QSEAL"
+	}
 	return &certVerifier{
-		roots:    roots,
-		qcType:   qcType,
-		now:      time.Now,
-		cache:    make(map[[32]byte]*verifiedCert),
-		byHeader: make(map[string]*verifiedCert),
-		capacity: capacity,
+		roots:      roots,
+		qcType:     qcType,
+		kind:       kind,
+		revocation: revocation,
+		logger:     logger,
+		now:        time.Now,
+		cache:      make(map[[32]byte]*verifiedCert),
+		byHeader:   make(map[string]*verifiedCert),
+		capacity:   capacity,
 	}
 }
 
@@ -181,10 +179,7 @@ func (v *certVerifier) verify(cert *x509.Certificate, intermediates []*x509.Cert
 }
 
 func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x509.Certificate, sum [32]byte, now time.Time) (*verifiedCert, *rejection) {
-	kind := "QWAC"
-	if v.qcType == qcstatements.QcTypeESeal {
-		kind = "QSEAL"
-	}
+	kind := v.kind
 	if now.Before(cert.NotBefore) {
 		return nil, reject(CertificateExpired, fmt.Sprintf("%s is not valid before %s", kind, cert.NotBefore.UTC().Format(time.RFC3339)))
 	}
@@ -268,8 +263,13 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 			validUntil = c.NotAfter
 		}
 	}
+	var issuer *x509.Certificate
+	if len(chains[0]) > 1 {
+		issuer = chains[0][1]
+	}
 	return &verifiedCert{
-		cert: cert,
+		cert:   cert,
+		issuer: issuer,
 		tpp: TPP{
 			OrgID:      orgID,
 			Name:       name,
@@ -282,6 +282,19 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 		validUntil: validUntil,
 		base64DER:  base64.StdEncoding.EncodeToString(cert.Raw),
 	}, nil
+}
+
+// serialHex writes a serial number as openssl x509 -serial does: upper-case
+// hexadecimal with an even number of digits.
+func serialHex(c *x509.Certificate) string {
+	if c.SerialNumber == nil {
+		return ""
+	}
+	h := strings.ToUpper(c.SerialNumber.Text(16))
+	if len(h)%2 == 1 {
+		h = "0" + h
+	}
+	return h
 }
 
 // sha256Sum is a helper so that callers do not import crypto/sha256.

@@ -1,6 +1,7 @@
 package psd2_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
@@ -35,18 +36,38 @@ type fixture struct {
 	qtsp, untrusted, serverCA *testpki.CA
 
 	qwac, qwacServerAuthOnly, qwacCritical, qwacNoPSD2, qwacExpired, qwacUntrusted, qwacAIOnly, qwacOther *testpki.Leaf
+	qwacPIOnly, qwacICOnly                                                                                *testpki.Leaf
 	qseal, qsealOtherOrg, qsealExpired, qsealUntrusted, qsealOther                                        *testpki.Leaf
 
 	dir                                     string
 	piraeusURL, bgURL, plainURL, specialURL string
+	// upstreamURL is the mock ASPSP, which echoes what reaches it.
+	upstreamURL string
+	caddyfile   string
 }
 
 func subject(org string, roles ...qcstatements.Role) tppcert.Subject {
 	return tppcert.Subject{OrgID: org, Organization: "Example TPP S.A.", CommonName: "tpp.example", Roles: roles, NCAName: "Bank of Greece", DNSNames: []string{"tpp.example"}}
 }
 
-func newFixture(t *testing.T) *fixture {
-	f := &fixture{dir: t.TempDir()}
+// fixtureOptions change the fixture's configuration.
+type fixtureOptions struct {
+	// globals are extra global options, piraeusQSEAL extra options of the
+	// piraeus listener's psd2_qseal.
+	globals, piraeusQSEAL string
+	// dir holds the storage; default: a new temporary directory.
+	dir string
+	// noLoad leaves the configuration in f.caddyfile unloaded.
+	noLoad bool
+}
+
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, fixtureOptions{}) }
+
+func newFixtureWith(t *testing.T, opts fixtureOptions) *fixture {
+	f := &fixture{dir: opts.dir}
+	if f.dir == "" {
+		f.dir = t.TempDir()
+	}
 	f.qtsp = testpki.NewCA(t, "Test QTSP Qualified CA")
 	f.untrusted = testpki.NewCA(t, "Rogue QTSP")
 	f.serverCA = testpki.NewCA(t, "Gateway Server CA")
@@ -61,6 +82,8 @@ func newFixture(t *testing.T) *fixture {
 	f.qwacExpired = f.qtsp.TPP(t, tppcert.QWAC, main, testpki.ECKey(t), expired)
 	f.qwacUntrusted = f.untrusted.TPP(t, tppcert.QWAC, main, testpki.ECKey(t))
 	f.qwacAIOnly = f.qtsp.TPP(t, tppcert.QWAC, subject(orgID, qcstatements.RoleAI), testpki.ECKey(t))
+	f.qwacPIOnly = f.qtsp.TPP(t, tppcert.QWAC, subject(orgID, qcstatements.RolePI), testpki.ECKey(t))
+	f.qwacICOnly = f.qtsp.TPP(t, tppcert.QWAC, subject(orgID, qcstatements.RoleIC), testpki.ECKey(t))
 	f.qwacOther = f.qtsp.TPP(t, tppcert.QWAC, subject("PSDGR-BOG-999999", all...), testpki.ECKey(t))
 
 	f.qseal = f.qtsp.TPP(t, tppcert.QSEAL, main, testpki.RSAKey(t, 2048, 0),
@@ -80,8 +103,12 @@ func newFixture(t *testing.T) *fixture {
 	f.bgURL = fmt.Sprintf("https://localhost:%d", portBG)
 	f.specialURL = f.bgURL + "/special/x"
 	f.plainURL = fmt.Sprintf("http://127.0.0.1:%d", portPlain)
+	f.upstreamURL = fmt.Sprintf("http://127.0.0.1:%d", portUp)
 
-	tlsBlock := fmt.Sprintf(`tls %s %s {
+	// bind: the free ports were found on 127.0.0.1, which other processes'
+	// sockets on other loopback addresses do not block.
+	tlsBlock := fmt.Sprintf(`bind 127.0.0.1
+	tls %s %s {
 		client_auth {
 			mode require
 		}
@@ -94,7 +121,7 @@ func newFixture(t *testing.T) *fixture {
 			header_up X-TPP-NCA-Name {psd2.tpp.nca_name}
 			header_up X-TPP-Cert-SHA256 {psd2.tpp.cert_sha256}
 		}`, portUp)
-	caddyfile := testcaddy.Globals(filepath.Join(f.dir, "storage"), "") + fmt.Sprintf(`
+	f.caddyfile = testcaddy.Globals(filepath.Join(f.dir, "storage"), opts.globals) + fmt.Sprintf(`
 https://localhost:%[1]d {
 	%[2]s
 	psd2_qwac {
@@ -105,6 +132,7 @@ https://localhost:%[1]d {
 		trust_pool file %[3]s
 		require_signature
 		max_body_size 64KiB
+		%[8]s
 	}
 	%[4]s
 }
@@ -117,6 +145,13 @@ https://localhost:%[5]d {
 			require_roles PSP_AS PSP_IC
 		}
 		respond "special {psd2.tpp.roles}"
+	}
+	handle /oauth/* {
+		psd2_qwac {
+			trust_pool file %[3]s
+			allow_unmapped
+		}
+		respond "oauth {psd2.tpp.org_id} {psd2.result}"
 	}
 	handle {
 		psd2_qwac {
@@ -145,11 +180,13 @@ http://:%[7]d {
 	}
 	header Content-Type application/json
 	respond <<JSON
-		{{ dict "method" .Req.Method "path" .Req.URL.Path "tpp" (dict "orgId" (.Req.Header.Get "X-TPP-Org-Id") "name" (.Req.Header.Get "X-TPP-Name") "roles" (.Req.Header.Get "X-TPP-Roles") "ncaId" (.Req.Header.Get "X-TPP-NCA-Id") "ncaName" (.Req.Header.Get "X-TPP-NCA-Name") "certSha256" (.Req.Header.Get "X-TPP-Cert-SHA256")) "body" (placeholder "http.request.body") | toJson }}
+		{{ dict "method" .Req.Method "path" .Req.URL.Path "rawPath" .Req.URL.RawPath "headers" .Req.Header "tpp" (dict "orgId" (.Req.Header.Get "X-TPP-Org-Id") "name" (.Req.Header.Get "X-TPP-Name") "roles" (.Req.Header.Get "X-TPP-Roles") "ncaId" (.Req.Header.Get "X-TPP-NCA-Id") "ncaName" (.Req.Header.Get "X-TPP-NCA-Name") "certSha256" (.Req.Header.Get "X-TPP-Cert-SHA256")) "body" (placeholder "http.request.body") | toJson }}
 		JSON 200
 }
-`, portPiraeus, tlsBlock, qtspFile, upstream, portBG, portPlain, portUp)
-	testcaddy.Load(t, caddyfile)
+`, portPiraeus, tlsBlock, qtspFile, upstream, portBG, portPlain, portUp, opts.piraeusQSEAL)
+	if !opts.noLoad {
+		testcaddy.Load(t, f.caddyfile)
+	}
 	return f
 }
 
@@ -188,6 +225,7 @@ type request struct {
 }
 
 type response struct {
+	header http.Header
 	status int
 	body   []byte
 	code   string
@@ -236,8 +274,15 @@ func (f *fixture) do(t *testing.T, rq request) response {
 	if err != nil {
 		t.Fatalf("request failed: %v", err)
 	}
+	return readResponse(t, resp)
+}
+
+// readResponse reads an answer: a Berlin Group error, or the mock ASPSP's
+// echo.
+func readResponse(t *testing.T, resp *http.Response) response {
+	t.Helper()
 	defer resp.Body.Close()
-	out := response{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type")}
+	out := response{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), header: resp.Header}
 	out.body, _ = io.ReadAll(resp.Body)
 	var bg struct {
 		TPPMessages []struct{ Category, Code, Path, Text string } `json:"tppMessages"`
@@ -272,6 +317,57 @@ func expectOK(t *testing.T, r response) {
 	if r.status != http.StatusOK {
 		t.Fatalf("got %d %s: %s", r.status, r.code, r.body)
 	}
+}
+
+// tlsConfig is what a TPP presenting leaf uses.
+func (f *fixture) tlsConfig(leaf *testpki.Leaf) *tls.Config {
+	return f.client(leaf).Transport.(*http.Transport).TLSClientConfig
+}
+
+// signed signs a request for the piraeus profile with qseal and returns its
+// headers (X-Client-Certificate from qwac included) and body.
+func signed(t *testing.T, qwac, qseal *testpki.Leaf, method, requestURI string, body []byte) (http.Header, []byte) {
+	t.Helper()
+	h := http.Header{}
+	s := tppclient.Signer{Profile: httpsig.Piraeus, QSEAL: qseal.Cert, QSEALKey: qseal.Key, QWAC: qwac.Cert}
+	body, err := s.Sign(method, requestURI, h, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Set("X-Client-Certificate", base64.StdEncoding.EncodeToString(qwac.Cert.Raw))
+	return h, body
+}
+
+// rawRequest sends one HTTP/1.1 request written byte for byte over mTLS,
+// for what Go's client would normalise or refuse to send, and reads the
+// answer.
+func (f *fixture) rawRequest(t *testing.T, base string, leaf *testpki.Leaf, method, target string, h http.Header, body []byte) response {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", u.Host, f.tlsConfig(leaf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n", method, target, u.Host, len(body))
+	for k, vs := range h {
+		for _, v := range vs {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+		}
+	}
+	b.WriteString("\r\n")
+	if _, err := conn.Write(append([]byte(b.String()), body...)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %s %s: %v", method, target, err)
+	}
+	return readResponse(t, resp)
 }
 
 func writePEMFile(t *testing.T, dir, name string, blockType string, der []byte) string {

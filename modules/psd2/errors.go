@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Code is a Berlin Group NextGenPSD2 message code.
@@ -14,11 +15,17 @@ const (
 	CertificateMissing Code = "CERTIFICATE_MISSING"
 	CertificateInvalid Code = "CERTIFICATE_INVALID"
 	CertificateExpired Code = "CERTIFICATE_EXPIRED"
+	// CertificateRevoked is the Implementation Guidelines' spelling; some
+	// Berlin Group OpenAPI files spell it CERTIFICATE_REVOKE.
+	CertificateRevoked Code = "CERTIFICATE_REVOKED"
 	SignatureMissing   Code = "SIGNATURE_MISSING"
 	SignatureInvalid   Code = "SIGNATURE_INVALID"
 	RoleInvalid        Code = "ROLE_INVALID"
 	FormatError        Code = "FORMAT_ERROR"
 	TimestampInvalid   Code = "TIMESTAMP_INVALID"
+	ResourceUnknown    Code = "RESOURCE_UNKNOWN"
+	AccessExceeded     Code = "ACCESS_EXCEEDED"
+	ServiceUnavailable Code = "SERVICE_UNAVAILABLE"
 )
 
 // status is the HTTP status the Berlin Group assigns to a code.
@@ -26,18 +33,28 @@ func (c Code) status() int {
 	switch c {
 	case FormatError, TimestampInvalid:
 		return http.StatusBadRequest
+	case ResourceUnknown:
+		return http.StatusNotFound
+	case AccessExceeded:
+		return http.StatusTooManyRequests
+	case ServiceUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusUnauthorized
 }
 
 // rejection is a refused request: a Berlin Group code, an optional path
 // naming the offending header, and a text that says what was wrong. The text
-// is sent to the client and logged, so it must never carry a secret.
+// is sent to the client and logged, so it must never carry a secret or an
+// internal detail.
 type rejection struct {
 	Status int
 	Code   Code
 	Path   string
 	Text   string
+	// RetryAfter, when set, is sent as Retry-After (whole seconds, at
+	// least one).
+	RetryAfter time.Duration
 }
 
 func (r *rejection) Error() string { return string(r.Code) + ": " + r.Text }
@@ -77,6 +94,9 @@ func (r *rejection) write(w http.ResponseWriter) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
+	if r.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((r.RetryAfter+time.Second-1)/time.Second), 10))
+	}
 	w.WriteHeader(r.Status)
 	_, _ = w.Write(body)
 }

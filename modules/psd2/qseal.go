@@ -1,32 +1,23 @@
 package psd2
 
 import (
-	"bytes"
-	"crypto/sha512"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/textproto"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
-	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
-	"github.com/bankedge/bankedge/modules/psd2/certheader"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 )
 
@@ -37,16 +28,15 @@ func init() {
 
 // Header names of the application-layer signature.
 const (
-	headerSignature      = "Signature"
-	headerDigest         = "Digest"
-	headerSignatureCert  = "TPP-Signature-Certificate"
-	keySignatureCert     = "Tpp-Signature-Certificate"
-	headerDate           = "Date"
-	pseudoRequestTarget  = "(request-target)"
-	defaultMaxBody       = 1 << 20
-	defaultReplayWindow  = 10 * time.Minute
-	defaultClockSkew     = 300 * time.Second
-	defaultReplayEntries = 250_000
+	headerSignature     = "Signature"
+	headerDigest        = "Digest"
+	headerSignatureCert = "TPP-Signature-Certificate"
+	keySignatureCert    = "Tpp-Signature-Certificate"
+	headerDate          = "Date"
+	pseudoRequestTarget = "(request-target)"
+	defaultMaxBody      = 1 << 20
+	defaultReplayWindow = 10 * time.Minute
+	defaultClockSkew    = 300 * time.Second
 )
 
 // QSEAL verifies the application-layer signature of a PSD2 request: the
@@ -54,8 +44,9 @@ const (
 // TPP's QSEAL, and the QSEAL itself (TPP-Signature-Certificate), which must
 // chain to the trust pool and belong to the same organisation as the QWAC.
 // It also requires a UUID X-Request-ID and refuses one that the same
-// organisation already used within the replay window. It must run after
-// psd2_qwac, which its directive order ensures.
+// organisation already used within the replay window, across restarts and,
+// with a shared replay store, across gateways. It must run after psd2_qwac,
+// which its directive order ensures.
 //
 // The body is read once, up to max_body_size, and handed on unchanged.
 type QSEAL struct {
@@ -118,17 +109,25 @@ type QSEAL struct {
 
 	// MaxClockSkew is how far a Date header may be from the gateway's
 	// clock (TIMESTAMP_INVALID beyond it). Date itself is optional unless
-	// it is signed. Default: 300s.
+	// it is signed. In the past, a Date may also be no older than
+	// ReplayWindow less MaxClockSkew. Default: 300s.
 	MaxClockSkew caddy.Duration `json:"max_clock_skew,omitempty"`
 
 	// ReplayWindow is how long an X-Request-ID is remembered per
-	// organisation; a second use within it is refused. Default: 10m.
+	// organisation from its first use: a second use within it is refused
+	// whatever happens in between (reloads, restarts, crashes). A request
+	// whose Date is signed cannot be replayed after it either: its Date
+	// is then too old. Default: 10m.
 	ReplayWindow caddy.Duration `json:"replay_window,omitempty"`
 
-	// ReplayCacheSize bounds the in-memory replay cache, which is shared
-	// by all psd2_qseal handlers of the process and survives reloads. When
-	// it is full the oldest entries go first and a warning is logged.
-	// Default: 250000.
+	// ReplayStore keeps the request ids: a module of the
+	// http.psd2.replay_stores namespace. Default: local (in memory, per
+	// organisation quotas, a journal on disk read back on start).
+	ReplayStoreRaw json.RawMessage `json:"replay_store,omitempty" caddy:"namespace=http.psd2.replay_stores inline_key=store"`
+
+	// ReplayCacheSize is the former name of the local replay store's
+	// quota, the number of request ids kept per organisation. Deprecated:
+	// use replay_store local { quota … }.
 	ReplayCacheSize int `json:"replay_cache_size,omitempty"`
 
 	// MaxBodySize is the largest body read for the digest, in bytes; a
@@ -143,7 +142,7 @@ type QSEAL struct {
 	algorithms       []httpsig.Algorithm
 	requireSignature bool
 	verifier         *certVerifier
-	replay           *memoryReplayCache
+	replay           ReplayStore
 	logger           *zap.Logger
 	now              func() time.Time
 }
@@ -155,12 +154,6 @@ func (*QSEAL) CaddyModule() caddy.ModuleInfo {
 		New: func() caddy.Module { return new(QSEAL) },
 	}
 }
-
-// replayCaches shares one in-memory replay cache across handlers and config
-// reloads: a request id seen before a reload is still a replay after it.
-var replayCaches = caddy.NewUsagePool()
-
-const replayCacheKey = "memory"
 
 // Provision resolves the profile and loads the trust pool.
 func (h *QSEAL) Provision(ctx caddy.Context) error {
@@ -217,8 +210,10 @@ func (h *QSEAL) Provision(ctx caddy.Context) error {
 	if h.ReplayWindow == 0 {
 		h.ReplayWindow = caddy.Duration(defaultReplayWindow)
 	}
-	if h.ReplayCacheSize == 0 {
-		h.ReplayCacheSize = defaultReplayEntries
+	if maxAge := h.maxDateAge(); maxAge < time.Duration(h.MaxClockSkew) {
+		h.logger.Warn("replay_window is less than twice max_clock_skew: requests whose Date is older than the window less the skew are refused",
+			zap.Duration("replay_window", time.Duration(h.ReplayWindow)), zap.Duration("max_clock_skew", time.Duration(h.MaxClockSkew)),
+			zap.Duration("max_date_age", maxAge))
 	}
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = defaultMaxBody
@@ -226,21 +221,26 @@ func (h *QSEAL) Provision(ctx caddy.Context) error {
 	if h.CacheSize == 0 {
 		h.CacheSize = 1024
 	}
-	h.verifier = newCertVerifier(pool, qcstatements.QcTypeESeal, h.CacheSize)
-
-	cache, _, err := replayCaches.LoadOrNew(replayCacheKey, func() (caddy.Destructor, error) {
-		return newMemoryReplayCache(h.ReplayCacheSize), nil
-	})
+	checkers, err := revocationCheckers(ctx)
 	if err != nil {
-		return fmt.Errorf("replay cache: %w", err)
+		return err
 	}
-	h.replay = cache.(*memoryReplayCache)
-	h.replay.grow(h.ReplayCacheSize)
-	logger := h.logger
-	h.replay.setWarn(func(evicted uint64, capacity int) {
-		logger.Warn("replay cache full: X-Request-IDs are forgotten before replay_window ends; raise replay_cache_size",
-			zap.Uint64("evicted", evicted), zap.Int("replay_cache_size", capacity))
-	})
+	h.verifier = newCertVerifier(pool, qcstatements.QcTypeESeal, h.CacheSize, checkers, h.logger)
+
+	if h.ReplayStoreRaw == nil {
+		h.ReplayStoreRaw = caddyconfig.JSONModuleObject(&LocalReplayStore{Quota: h.ReplayCacheSize}, "store", "local", nil)
+	} else if h.ReplayCacheSize != 0 {
+		return errors.New("replay_cache_size is the quota of the local replay store; with replay_store set, configure the store instead")
+	}
+	mod, err := ctx.LoadModule(h, "ReplayStoreRaw")
+	if err != nil {
+		return fmt.Errorf("loading the replay store: %w", err)
+	}
+	store, ok := mod.(ReplayStore)
+	if !ok {
+		return fmt.Errorf("replay store module %T does not implement Claim", mod)
+	}
+	h.replay = store
 	return nil
 }
 
@@ -251,15 +251,6 @@ func (h *QSEAL) Validate() error {
 		return errors.New("max_clock_skew and replay_window must be positive")
 	case h.ReplayCacheSize < 0 || h.CacheSize < 0 || h.MaxBodySize < 0:
 		return errors.New("replay_cache_size, cache_size and max_body_size must be positive")
-	}
-	return nil
-}
-
-// Cleanup releases the shared replay cache.
-func (h *QSEAL) Cleanup() error {
-	if h.replay != nil {
-		_, err := replayCaches.Delete(replayCacheKey)
-		return err
 	}
 	return nil
 }
@@ -278,64 +269,25 @@ func lowerAll(in []string) []string {
 	return out
 }
 
-// bodyBuffer holds a request body read for the digest and the reader that
-// hands it on, pooled together so that a request allocates neither.
-type bodyBuffer struct {
-	buf    bytes.Buffer
-	reader bytes.Reader
-	limit  io.LimitedReader
-	// handedOn is set when the buffer becomes r.Body, and closed when its
-	// consumer closes it. http.Transport may go on reading a request body
-	// after RoundTrip returns (an upstream that answers before reading it
-	// all) and closes it when done, so a handed-on buffer is reused only
-	// once closed; otherwise the next request could overwrite bytes still
-	// being sent upstream.
-	handedOn bool
-	closed   atomic.Bool
-}
-
-func (b *bodyBuffer) Read(p []byte) (int, error) { return b.reader.Read(p) }
-func (b *bodyBuffer) Close() error               { b.closed.Store(true); return nil }
-
-// reusable reports whether nothing can still read the buffer.
-func (b *bodyBuffer) reusable() bool {
-	return (!b.handedOn || b.closed.Load()) && b.buf.Cap() <= 4*defaultMaxBody
-}
-
-// bodyReleased, when set by tests, learns whether each request's buffer
-// went back to the pool.
-var bodyReleased atomic.Pointer[func(reused bool)]
-
-var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
-
 // ServeHTTP verifies the signature and passes the request on with its body.
 func (h *QSEAL) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	body := bodyPool.Get().(*bodyBuffer)
-	body.buf.Reset()
-	body.handedOn = false
-	body.closed.Store(false)
-	defer func() {
-		// Very large buffers are not kept either, so one big body does
-		// not pin memory for the life of the process.
-		reused := body.reusable()
-		if reused {
-			bodyPool.Put(body)
-		}
-		if hook := bodyReleased.Load(); hook != nil {
-			(*hook)(reused)
-		}
-	}()
+	body := getBody()
+	defer body.release()
+	vars := providePlaceholders(r)
 	tpp, rej := h.check(r, body)
 	if rej != nil {
-		logRejection(h.logger, r, rej, tpp)
-		rej.write(w)
+		refuse(w, r, vars, h.logger, rej, tpp)
 		return nil
 	}
 	return next.ServeHTTP(w, r)
 }
 
+// check runs the checks in order: the request id; the Signature header, its
+// Date, algorithm and signed headers; the QSEAL, its organisation and keyId;
+// the Digest over the body; the signature; and last the claim of the
+// request id, so that only a request that passed everything uses it up.
 func (h *QSEAL) check(r *http.Request, body *bodyBuffer) (*TPP, *rejection) {
-	tpp, _ := caddyhttp.GetVar(r.Context(), tppVar).(*TPP)
+	tpp, _ := caddyhttp.GetVar(r.Context(), varTPP).(*TPP)
 	if tpp == nil {
 		h.logger.Error("psd2_qseal ran without a verified QWAC; add psd2_qwac to this route")
 		return nil, reject(CertificateMissing, "no verified QWAC for this request")
@@ -352,7 +304,7 @@ func (h *QSEAL) check(r *http.Request, body *bodyBuffer) (*TPP, *rejection) {
 		case h.requireSignature:
 			return tpp, rejectPath(SignatureMissing, headerSignature, "Signature header is missing")
 		}
-		return tpp, h.remember(tpp, requestID)
+		return tpp, h.claim(r, tpp, requestID)
 	}
 	sig, err := httpsig.ParseSignature(sigValue)
 	if err != nil {
@@ -368,7 +320,6 @@ func (h *QSEAL) check(r *http.Request, body *bodyBuffer) (*TPP, *rejection) {
 	if err := h.profile.CheckHeaders(sig.Headers, func(name string) bool { return len(r.Header[canonicalKey(name)]) > 0 }); err != nil {
 		return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
 	}
-
 	qseal, rej := h.signatureCertificate(r)
 	if rej != nil {
 		return tpp, rej
@@ -377,62 +328,16 @@ func (h *QSEAL) check(r *http.Request, body *bodyBuffer) (*TPP, *rejection) {
 		return tpp, rejectPath(CertificateInvalid, headerSignatureCert,
 			fmt.Sprintf("QSEAL belongs to %s, the QWAC to %s", qseal.tpp.OrgID, tpp.OrgID))
 	}
-	if !qseal.keyIDMatches(sig.KeyID) {
-		keyID, err := httpsig.ParseKeyID(sig.KeyID)
-		if err != nil {
-			return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
-		}
-		if h.profile.KeyIDIssuer && keyID.Issuer == "" {
-			return tpp, rejectPath(SignatureInvalid, headerSignature, "keyId must be SN=<serial>,CA=<issuer DN>")
-		}
-		if err := keyID.Matches(qseal.cert); err != nil {
-			return tpp, rejectPath(SignatureInvalid, headerSignature, "keyId does not name the TPP-Signature-Certificate: "+err.Error())
-		}
-		qseal.keyID.Store(&sig.KeyID)
+	if rej := h.checkKeyID(&sig, qseal); rej != nil {
+		return tpp, rej
 	}
-
 	if rej := h.checkDigest(r, body); rej != nil {
 		return tpp, rej
 	}
-
-	buf := derPool.Get().(*[]byte)
-	defer derPool.Put(buf)
-	signing, err := httpsig.AppendSigningString((*buf)[:0], sig.Headers, func(name string) (string, bool) {
-		return headerValue(r, name)
-	})
-	*buf = signing[:0]
-	if err != nil {
-		return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
+	if rej := h.verifySignature(r, &sig, alg, qseal); rej != nil {
+		return tpp, rej
 	}
-	msg := signing
-	if h.profile.SignBase64 {
-		msgBuf := derPool.Get().(*[]byte)
-		defer derPool.Put(msgBuf)
-		msg = base64.StdEncoding.AppendEncode((*msgBuf)[:0], signing)
-		*msgBuf = msg[:0]
-	}
-	if err := httpsig.Verify(qseal.cert.PublicKey, alg, msg, sig.Signature); err != nil {
-		return tpp, rejectPath(SignatureInvalid, headerSignature, err.Error())
-	}
-	return tpp, h.remember(tpp, requestID)
-}
-
-func parseRequestID(v string) (uuid.UUID, *rejection) {
-	if v == "" {
-		return uuid.UUID{}, rejectPath(FormatError, headerRequestID, "X-Request-ID header is missing")
-	}
-	id, err := uuid.Parse(v)
-	if err != nil || len(v) != 36 {
-		return uuid.UUID{}, rejectPath(FormatError, headerRequestID, "X-Request-ID is not a UUID")
-	}
-	return id, nil
-}
-
-func (h *QSEAL) remember(tpp *TPP, id uuid.UUID) *rejection {
-	if !h.replay.Remember(tpp.OrgID, id, h.now(), time.Duration(h.ReplayWindow)) {
-		return rejectPath(FormatError, headerRequestID, "X-Request-ID already used")
-	}
-	return nil
+	return tpp, h.claim(r, tpp, requestID)
 }
 
 func (h *QSEAL) algorithmAllowed(alg httpsig.Algorithm) bool {
@@ -442,164 +347,6 @@ func (h *QSEAL) algorithmAllowed(alg httpsig.Algorithm) bool {
 		}
 	}
 	return false
-}
-
-func (h *QSEAL) checkDate(r *http.Request) *rejection {
-	v := header(r, headerDate)
-	if v == "" {
-		return nil
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return rejectPath(FormatError, headerDate, "Date is not an HTTP date")
-	}
-	skew := h.now().Sub(t)
-	if skew < 0 {
-		skew = -skew
-	}
-	if skew > time.Duration(h.MaxClockSkew) {
-		return rejectPath(TimestampInvalid, headerDate, fmt.Sprintf("Date is %s away from the server clock (max %s)",
-			skew.Round(time.Second), time.Duration(h.MaxClockSkew)))
-	}
-	return nil
-}
-
-// signatureCertificate decodes and verifies TPP-Signature-Certificate.
-func (h *QSEAL) signatureCertificate(r *http.Request) (*verifiedCert, *rejection) {
-	value := header(r, keySignatureCert)
-	if value == "" {
-		return nil, rejectPath(CertificateMissing, headerSignatureCert, "TPP-Signature-Certificate header is missing")
-	}
-	now := h.verifier.now()
-	if vc := h.verifier.lookupHeader(value, now); vc != nil {
-		return vc, nil
-	}
-	buf := derPool.Get().(*[]byte)
-	defer derPool.Put(buf)
-	der, err := certheader.AppendDecode((*buf)[:0], value)
-	*buf = der[:0]
-	if err != nil {
-		return nil, rejectPath(CertificateInvalid, headerSignatureCert, "TPP-Signature-Certificate cannot be decoded: "+err.Error())
-	}
-	sum := sha256Sum(der)
-	if vc := h.verifier.lookup(sum, now); vc != nil {
-		h.verifier.storeHeader(value, vc)
-		return vc, nil
-	}
-	// Parse a copy: the decode buffer goes back to the pool, the cached
-	// certificate stays.
-	cert, err := x509.ParseCertificate(bytes.Clone(der))
-	if err != nil {
-		return nil, rejectPath(CertificateInvalid, headerSignatureCert, "TPP-Signature-Certificate is not a valid certificate")
-	}
-	vc, rej := h.verifier.verify(cert, nil, sum)
-	if rej != nil {
-		rej.Path = headerSignatureCert
-		return nil, rej
-	}
-	h.verifier.storeHeader(value, vc)
-	return vc, nil
-}
-
-// checkDigest reads the body (bounded), checks the Digest header against it
-// and puts the body back for the next handler.
-func (h *QSEAL) checkDigest(r *http.Request, body *bodyBuffer) *rejection {
-	value := header(r, headerDigest)
-	if value == "" {
-		return rejectPath(SignatureInvalid, headerDigest, "Digest header is missing")
-	}
-	digests, err := httpsig.ParseDigest(value)
-	if err != nil {
-		return rejectPath(FormatError, headerDigest, err.Error())
-	}
-	if r.ContentLength > h.MaxBodySize {
-		return tooLarge(h.MaxBodySize)
-	}
-	if r.Body != nil && r.Body != http.NoBody {
-		body.limit = io.LimitedReader{R: r.Body, N: h.MaxBodySize + 1}
-		n, err := body.buf.ReadFrom(&body.limit)
-		body.limit.R = nil
-		if err != nil {
-			return rejectPath(FormatError, "body", "request body could not be read")
-		}
-		if n > h.MaxBodySize {
-			return tooLarge(h.MaxBodySize)
-		}
-		_ = r.Body.Close()
-		body.reader.Reset(body.buf.Bytes())
-		r.Body = body
-		body.handedOn = true
-		r.ContentLength = n
-	}
-	if h.digestMatches(digests, body.buf.Bytes()) {
-		return nil
-	}
-	if h.profile.CompactJSON {
-		var compact bytes.Buffer
-		if json.Compact(&compact, body.buf.Bytes()) == nil && h.digestMatches(digests, compact.Bytes()) {
-			return nil
-		}
-	}
-	return rejectPath(SignatureInvalid, headerDigest, "Digest does not match the request body")
-}
-
-func (h *QSEAL) digestMatches(digests []httpsig.DigestValue, body []byte) bool {
-	var sum [sha512.Size]byte
-	for _, d := range digests {
-		if d.Supported && d.Matches(httpsig.AppendSum(sum[:0], d.Alg, body), h.profile.DigestEncoding) {
-			return true
-		}
-	}
-	return false
-}
-
-func tooLarge(limit int64) *rejection {
-	return &rejection{
-		Status: http.StatusRequestEntityTooLarge,
-		Code:   FormatError,
-		Path:   "body",
-		Text:   fmt.Sprintf("request body is larger than %d bytes", limit),
-	}
-}
-
-// headerValue returns a header as it enters a signing string: several
-// values joined by ", ", and the pseudo-header (request-target).
-func headerValue(r *http.Request, name string) (string, bool) {
-	switch name {
-	case pseudoRequestTarget:
-		return strings.ToLower(r.Method) + " " + r.RequestURI, true
-	case "host":
-		return r.Host, r.Host != ""
-	}
-	values := r.Header[canonicalKey(name)]
-	switch len(values) {
-	case 0:
-		return "", false
-	case 1:
-		return values[0], true
-	}
-	return strings.Join(values, ", "), true
-}
-
-// canonicalKey maps the lower-case names of signed headers to header keys;
-// the usual ones come from a table, so that no request pays for
-// canonicalising them.
-func canonicalKey(name string) string {
-	switch name {
-	case "digest":
-		return "Digest"
-	case "x-request-id":
-		return "X-Request-Id"
-	case "date":
-		return "Date"
-	case "psu-id":
-		return "Psu-Id"
-	case "psu-corporate-id":
-		return "Psu-Corporate-Id"
-	case "tpp-redirect-uri":
-		return "Tpp-Redirect-Uri"
-	}
-	return textproto.CanonicalMIMEHeaderKey(name)
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -618,7 +365,8 @@ func canonicalKey(name string) string {
 //		require_signature [on|off]
 //		max_clock_skew <duration>
 //		replay_window <duration>
-//		replay_cache_size <n>
+//		replay_store <module> [{ … }]
+//		replay_cache_size <n>           # deprecated: replay_store local { quota <n> }
 //		max_body_size <size>
 //		cache_size <n>
 //	}
@@ -662,6 +410,8 @@ func (h *QSEAL) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyfileargs.Duration(d, &h.MaxClockSkew)
 		case "replay_window":
 			err = caddyfileargs.Duration(d, &h.ReplayWindow)
+		case "replay_store":
+			h.ReplayStoreRaw, err = unmarshalReplayStore(d)
 		case "replay_cache_size":
 			h.ReplayCacheSize, err = unmarshalPositiveInt(d)
 		case "max_body_size":
@@ -686,6 +436,12 @@ func (h *QSEAL) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// unmarshalReplayStore parses "replay_store <name> [{ … }]".
+func unmarshalReplayStore(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	return unmarshalGuestModule(d, "http.psd2.replay_stores.", "store", "a replay store",
+		func(m any) bool { _, ok := m.(ReplayStore); return ok })
+}
+
 func parseQSEAL(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(QSEAL)
 	err := m.UnmarshalCaddyfile(h.Dispenser)
@@ -696,7 +452,6 @@ func parseQSEAL(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 var (
 	_ caddy.Provisioner           = (*QSEAL)(nil)
 	_ caddy.Validator             = (*QSEAL)(nil)
-	_ caddy.CleanerUpper          = (*QSEAL)(nil)
 	_ caddyhttp.MiddlewareHandler = (*QSEAL)(nil)
 	_ caddyfile.Unmarshaler       = (*QSEAL)(nil)
 )

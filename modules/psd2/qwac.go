@@ -28,19 +28,6 @@ const (
 	headerRequestID         = "X-Request-ID"
 )
 
-// header returns the first value of a header by its canonical key, which
-// skips the canonicalisation (and its allocation) of Header.Get.
-func header(r *http.Request, canonicalKey string) string {
-	if v := r.Header[canonicalKey]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-// tppVar is the request variable under which psd2_qwac hands the verified
-// TPP to psd2_qseal.
-const tppVar = "psd2.tpp"
-
 // defaultStripHeaders are the headers the example configuration forwards
 // upstream with the verified identity.
 var defaultStripHeaders = []string{
@@ -52,17 +39,23 @@ var defaultStripHeaders = []string{
 // this handler verifies that certificate itself, because QWACs that carry
 // only the serverAuth EKU fail Go's client-certificate verification.
 //
-// A request passes when the TLS client certificate and the
-// X-Client-Certificate header hold the same certificate, that certificate
-// chains to the trust pool, is within its validity, carries the PSD2
-// QCStatement of ETSI TS 119 495 with an organizationIdentifier, and grants a
-// role that the route needs. Otherwise the handler answers with a Berlin
-// Group error (401, or 400 for FORMAT_ERROR).
+// A request passes when its path is in canonical form, it carries each
+// identity and signature header at most once, the TLS client certificate
+// and the X-Client-Certificate header hold the same certificate, that
+// certificate chains to the trust pool, is within its validity, is not
+// revoked (by the bankedge CA, when the configuration has the bankedge app),
+// carries the PSD2 QCStatement of ETSI TS 119 495 with an
+// organizationIdentifier, and grants a role that the path needs. Otherwise
+// the handler answers with a Berlin Group error.
 //
-// On success it sets the placeholders {psd2.tpp.org_id}, {psd2.tpp.name},
-// {psd2.tpp.roles}, {psd2.tpp.nca_id}, {psd2.tpp.nca_name} and
-// {psd2.tpp.cert_sha256}, and removes client-sent copies of the identity
-// headers so that only values set from these placeholders reach upstream.
+// It sets the placeholders {psd2.result}, {psd2.result_text},
+// {psd2.tpp.org_id}, {psd2.tpp.name}, {psd2.tpp.roles}, {psd2.tpp.nca_id},
+// {psd2.tpp.nca_name} and {psd2.tpp.cert_sha256}, and removes client-sent
+// copies of the identity headers (so that only values set from these
+// placeholders reach upstream) and of the headers with which a client could
+// override the method, the path or its address (X-Original-URL,
+// X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override,
+// Forwarded, X-Real-IP, X-Forwarded-*).
 type QWAC struct {
 	// TrustPool is the source of the QTSP certificates that QWACs must
 	// chain to; any tls.ca_pool.source module, e.g. file or bankedge.
@@ -71,12 +64,20 @@ type QWAC struct {
 
 	// RequireRoles, when set, replaces the Berlin Group path map for this
 	// route: the TPP must hold at least one of these roles (PSP_AS, PSP_PI,
-	// PSP_AI, PSP_IC). By default /v1/accounts, /v1/card-accounts and
-	// /v1/consents need PSP_AI; /v1/payments, /v1/bulk-payments and
-	// /v1/periodic-payments need PSP_PI; /v1/funds-confirmations and
-	// /v2/consents/confirmation-of-funds need PSP_IC; other paths need no
-	// particular role.
+	// PSP_AI, PSP_IC), whatever the path. By default the path decides:
+	// accounts, card-accounts, consents, consents/account-access and
+	// trusted-beneficiaries need PSP_AI; payments, bulk-payments,
+	// periodic-payments and signing-baskets need PSP_PI;
+	// funds-confirmations and consents/confirmation-of-funds need PSP_IC
+	// (each under /v1 and /v2), and other paths are refused with 404
+	// RESOURCE_UNKNOWN unless AllowUnmapped is set.
 	RequireRoles []string `json:"require_roles,omitempty"`
+
+	// AllowUnmapped lets paths outside the Berlin Group map through with
+	// a valid QWAC and no particular role, for routes that serve more than
+	// the XS2A services (an OAuth endpoint, say). Off by default, so that
+	// a path the map does not know never reaches the ASPSP unchecked.
+	AllowUnmapped bool `json:"allow_unmapped,omitempty"`
 
 	// StripHeaders are request headers removed before the request goes
 	// on, so that a client cannot pose as a verified TPP by sending them.
@@ -126,7 +127,11 @@ func (h *QWAC) Provision(ctx caddy.Context) error {
 	if h.CacheSize == 0 {
 		h.CacheSize = 1024
 	}
-	h.verifier = newCertVerifier(pool, qcstatements.QcTypeWeb, h.CacheSize)
+	checkers, err := revocationCheckers(ctx)
+	if err != nil {
+		return err
+	}
+	h.verifier = newCertVerifier(pool, qcstatements.QcTypeWeb, h.CacheSize, checkers, h.logger)
 	return nil
 }
 
@@ -143,25 +148,29 @@ var derPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 
 // ServeHTTP checks the transport identity and passes the request on.
 func (h *QWAC) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	vars := providePlaceholders(r)
 	tpp, rej := h.check(r)
 	if rej != nil {
-		logRejection(h.logger, r, rej, tpp)
-		rej.write(w)
+		refuse(w, r, vars, h.logger, rej, tpp)
 		return nil
 	}
 	for _, key := range h.stripKeys {
 		delete(r.Header, key)
 	}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		// One lazy provider rather than six Set calls: placeholders cost
-		// nothing unless a later handler uses them.
-		repl.Map(tpp.placeholder)
+	stripRoutingHeaders(r.Header)
+	if vars != nil {
+		vars[varTPP] = tpp
 	}
-	caddyhttp.SetVar(r.Context(), tppVar, tpp)
 	return next.ServeHTTP(w, r)
 }
 
 func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
+	if rej := checkSingleHeaders(r); rej != nil {
+		return nil, rej
+	}
+	if rej := checkCanonicalPath(r.URL); rej != nil {
+		return nil, rej
+	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil, reject(CertificateMissing, "no TLS client certificate: the QWAC must be presented in the TLS handshake")
 	}
@@ -194,11 +203,16 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 		}
 	}
 	tpp := &vc.tpp
+	if rej := h.verifier.checkRevocation(r.Context(), vc); rej != nil {
+		return tpp, rej
+	}
 	required := h.roles
 	if required == nil {
-		if role := requiredRoleForPath(r.URL.Path); role != "" {
-			required = []qcstatements.Role{role}
+		roles, mapped := rolesForPath(r.URL.Path)
+		if !mapped && !h.AllowUnmapped {
+			return tpp, rejectPath(ResourceUnknown, "path", "no XS2A service is offered at this path")
 		}
+		required = roles
 	}
 	if len(required) > 0 && !tpp.HasAnyRole(required) {
 		return tpp, reject(RoleInvalid, fmt.Sprintf("the QWAC grants %s but this service needs %v", tpp.RolesCSV, required))
@@ -206,33 +220,12 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 	return tpp, nil
 }
 
-// logRejection writes one info line per refused request.
-func logRejection(logger *zap.Logger, r *http.Request, rej *rejection, tpp *TPP) {
-	ce := logger.Check(zap.InfoLevel, "psd2 request rejected")
-	if ce == nil {
-		return
-	}
-	orgID := ""
-	if tpp != nil {
-		orgID = tpp.OrgID
-	}
-	ce.Write(
-		zap.String("code", string(rej.Code)),
-		zap.Int("status", rej.Status),
-		zap.String("text", rej.Text),
-		zap.String("org_id", orgID),
-		zap.String("request_id", header(r, "X-Request-Id")),
-		zap.String("remote_ip", r.RemoteAddr),
-		zap.String("method", r.Method),
-		zap.String("uri", r.RequestURI),
-	)
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	psd2_qwac [<matcher>] {
 //		trust_pool <module> [<args…>] [{ … }]
 //		require_roles <role…>
+//		allow_unmapped
 //		strip_headers <header…>
 //		cache_size <n>
 //	}
@@ -254,6 +247,11 @@ func (h *QWAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(h.RequireRoles) == 0 {
 				return d.ArgErr()
 			}
+		case "allow_unmapped":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.AllowUnmapped = true
 		case "strip_headers":
 			h.StripHeaders = d.RemainingArgs()
 		case "cache_size":

@@ -1,130 +1,79 @@
 package psd2
 
 import (
-	"hash/maphash"
-	"sync"
+	"errors"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/google/uuid"
+	"go.uber.org/zap"
 )
 
-// ReplayCache remembers (organisation, X-Request-ID) pairs for a window.
-// The in-memory implementation serves one gateway; a shared store (Redis
-// SET NX PX, for example) can implement the same interface for a cluster.
-type ReplayCache interface {
-	// Remember records the pair until now+window. It returns false when the
-	// pair is already recorded and has not expired: a replay.
-	Remember(orgID string, requestID uuid.UUID, now time.Time, window time.Duration) bool
-}
+// replayStoreRetryAfter is the Retry-After of a request refused because the
+// replay store could not answer.
+const replayStoreRetryAfter = 5 * time.Second
 
-// replayKey is fixed-size so that the map and ring never allocate per key:
-// the request id as bytes and a keyed hash of the organisation id.
-type replayKey struct {
-	id  uuid.UUID
-	org uint64
-}
-
-type replayEntry struct {
-	key     replayKey
-	expires int64
-}
-
-// memoryReplayCache is a bounded FIFO of recent request ids. Entries are
-// appended in time order, so expired ones are always at the head.
-type memoryReplayCache struct {
-	seed maphash.Seed
-
-	mu       sync.Mutex
-	seen     map[replayKey]int64
-	ring     []replayEntry
-	head     int // index of the oldest entry
-	size     int
-	capacity int
-	// evictedLive counts entries dropped before they expired because the
-	// cache was full; warn reports it so operators can raise the size.
-	evictedLive uint64
-	warn        func(evicted uint64, capacity int)
-}
-
-func newMemoryReplayCache(capacity int) *memoryReplayCache {
-	return &memoryReplayCache{
-		seed:     maphash.MakeSeed(),
-		seen:     make(map[replayKey]int64),
-		capacity: capacity,
+func parseRequestID(v string) (uuid.UUID, *rejection) {
+	if v == "" {
+		return uuid.UUID{}, rejectPath(FormatError, headerRequestID, "X-Request-ID header is missing")
 	}
+	id, err := uuid.Parse(v)
+	if err != nil || len(v) != 36 {
+		return uuid.UUID{}, rejectPath(FormatError, headerRequestID, "X-Request-ID is not a UUID")
+	}
+	return id, nil
 }
 
-// setWarn sets what is called when entries are dropped before they expire,
-// at the 1st, 2nd, 4th, 8th… such drop so that a full cache cannot flood
-// the log. The handler provisioned last sets it, so it logs with the current
-// configuration.
-func (c *memoryReplayCache) setWarn(warn func(evicted uint64, capacity int)) {
-	c.mu.Lock()
-	c.warn = warn
-	c.mu.Unlock()
+// claim records the request id for the replay window, last, once the
+// request passed every other check, so that a refused request does not
+// burn its id.
+func (h *QSEAL) claim(r *http.Request, tpp *TPP, id uuid.UUID) *rejection {
+	fresh, err := h.replay.Claim(r.Context(), tpp.OrgID, id, time.Duration(h.ReplayWindow))
+	var quota *ReplayQuotaError
+	switch {
+	case errors.As(err, &quota):
+		return &rejection{Status: AccessExceeded.status(), Code: AccessExceeded, Path: headerRequestID, RetryAfter: quota.RetryAfter,
+			Text: fmt.Sprintf("this TPP has sent %d requests within the replay window of %s, the most the gateway remembers; retry later",
+				quota.Quota, time.Duration(h.ReplayWindow))}
+	case err != nil:
+		h.logger.Error("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
+		return &rejection{Status: ServiceUnavailable.status(), Code: ServiceUnavailable, RetryAfter: replayStoreRetryAfter,
+			Text: "the request cannot be checked for replay right now; retry later with the same X-Request-ID"}
+	case !fresh:
+		return rejectPath(FormatError, headerRequestID, "X-Request-ID already used")
+	}
+	return nil
 }
 
-// grow raises the capacity; it never shrinks a cache in use.
-func (c *memoryReplayCache) grow(capacity int) {
-	c.mu.Lock()
-	if capacity > c.capacity {
-		c.capacity = capacity
+// checkDate refuses a Date too far from the gateway's clock: ahead by more
+// than max_clock_skew, or older than maxDateAge.
+func (h *QSEAL) checkDate(r *http.Request) *rejection {
+	v := header(r, headerDate)
+	if v == "" {
+		return nil
 	}
-	c.mu.Unlock()
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return rejectPath(FormatError, headerDate, "Date is not an HTTP date")
+	}
+	age := h.now().Sub(t)
+	switch skew := time.Duration(h.MaxClockSkew); {
+	case -age > skew:
+		return rejectPath(TimestampInvalid, headerDate, fmt.Sprintf("Date is %s ahead of the server clock (max %s)",
+			(-age).Round(time.Second), skew))
+	case age > h.maxDateAge():
+		return rejectPath(TimestampInvalid, headerDate, fmt.Sprintf("Date is %s behind the server clock (max %s)",
+			age.Round(time.Second), h.maxDateAge()))
+	}
+	return nil
 }
 
-func (c *memoryReplayCache) Remember(orgID string, requestID uuid.UUID, now time.Time, window time.Duration) bool {
-	k := replayKey{id: requestID, org: maphash.String(c.seed, orgID)}
-	nowNano := now.UnixNano()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for c.size > 0 && c.ring[c.head].expires <= nowNano {
-		c.popOldest()
-	}
-	if exp, ok := c.seen[k]; ok && exp > nowNano {
-		return false
-	}
-	if c.size >= c.capacity {
-		c.popOldest()
-		c.evictedLive++
-		if c.warn != nil && c.evictedLive&(c.evictedLive-1) == 0 {
-			c.warn(c.evictedLive, c.capacity)
-		}
-	}
-	exp := nowNano + int64(window)
-	c.seen[k] = exp
-	c.push(replayEntry{key: k, expires: exp})
-	return true
+// maxDateAge is how old a Date may be: max_clock_skew, and no more than the
+// replay window less max_clock_skew. A request first accepted with a Date
+// up to max_clock_skew ahead cannot then come back once its X-Request-ID
+// has left the window: its Date is older than the window less the skew.
+func (h *QSEAL) maxDateAge() time.Duration {
+	skew, window := time.Duration(h.MaxClockSkew), time.Duration(h.ReplayWindow)
+	return min(skew, window-skew)
 }
-
-func (c *memoryReplayCache) popOldest() {
-	e := c.ring[c.head]
-	if c.seen[e.key] == e.expires {
-		delete(c.seen, e.key)
-	}
-	c.ring[c.head] = replayEntry{}
-	c.head = (c.head + 1) % len(c.ring)
-	c.size--
-}
-
-func (c *memoryReplayCache) push(e replayEntry) {
-	if c.size == len(c.ring) {
-		// Grow the ring geometrically up to capacity, unrolling it so that
-		// the oldest entry is at index 0 again.
-		n := max(2*len(c.ring), 1024)
-		n = min(n, c.capacity)
-		if n <= len(c.ring) {
-			n = len(c.ring) + 1
-		}
-		ring := make([]replayEntry, n)
-		for i := 0; i < c.size; i++ {
-			ring[i] = c.ring[(c.head+i)%len(c.ring)]
-		}
-		c.ring, c.head = ring, 0
-	}
-	c.ring[(c.head+c.size)%len(c.ring)] = e
-	c.size++
-}
-
-// Destruct implements caddy.Destructor for the usage pool.
-func (c *memoryReplayCache) Destruct() error { return nil }

@@ -35,18 +35,26 @@ func loadTrustPool(ctx caddy.Context, host any, field string, raw json.RawMessag
 // unmarshalTrustPool parses "trust_pool <module> [args] [{ … }]", the same
 // syntax as Caddy's client_auth.
 func unmarshalTrustPool(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	return unmarshalGuestModule(d, "tls.ca_pool.source.", "provider", "a certificate pool provider",
+		func(m any) bool { _, ok := m.(caddytls.CA); return ok })
+}
+
+// unmarshalGuestModule parses "<option> <module> [args] [{ … }]" for a
+// module of namespace (with its trailing dot) that must satisfy is.
+func unmarshalGuestModule(d *caddyfile.Dispenser, namespace, inlineKey, what string, is func(any) bool) (json.RawMessage, error) {
+	option := d.Val()
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
 	name := d.Val()
-	mod, err := caddyfile.UnmarshalModule(d, "tls.ca_pool.source."+name)
+	mod, err := caddyfile.UnmarshalModule(d, namespace+name)
 	if err != nil {
 		return nil, d.WrapErr(err)
 	}
-	if _, ok := mod.(caddytls.CA); !ok {
-		return nil, d.Errf("trust_pool module %q is not a certificate pool provider", name)
+	if !is(mod) {
+		return nil, d.Errf("%s module %q is not %s", option, name, what)
 	}
-	return caddyconfig.JSONModuleObject(mod, "provider", name, nil), nil
+	return caddyconfig.JSONModuleObject(mod, inlineKey, name, nil), nil
 }
 
 // unmarshalPositiveInt parses a single positive integer argument.
