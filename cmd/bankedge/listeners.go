@@ -177,7 +177,8 @@ func configListeners(cfg []byte) ([]listener, error) {
 }
 
 // newListener parses a Caddy listen address ("host:port", "tcp/:8443",
-// "unix//path|0600"); of a port range it keeps the first port.
+// "guard+tcp/:6502", "unix//path|0600"); of a port range it keeps the first
+// port.
 func newListener(app, server, addr string) (listener, error) {
 	na, err := caddy.ParseNetworkAddress(addr)
 	if err != nil {
@@ -187,7 +188,7 @@ func newListener(app, server, addr string) (listener, error) {
 	switch {
 	case caddy.IsUnixNetwork(na.Network):
 		l.network, l.addr = "unix", na.Host
-	case strings.HasPrefix(na.Network, "tcp"):
+	case strings.HasPrefix(strings.TrimPrefix(na.Network, "guard+"), "tcp"):
 		l.network = "tcp"
 		l.port = strconv.FormatUint(uint64(na.StartPort), 10)
 		l.addr = net.JoinHostPort(na.Host, l.port)

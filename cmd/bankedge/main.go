@@ -31,6 +31,7 @@ import (
 	_ "github.com/pberkel/caddy-storage-redis"
 
 	_ "github.com/bankedge/bankedge"
+	"github.com/bankedge/bankedge/internal/runmode"
 )
 
 // version is bankedge's version when the build sets it:
@@ -158,10 +159,7 @@ func runStatus(f caddycmd.CommandFunc) func(*cobra.Command, []string) error {
 func validateOnly(cmd *cobra.Command) {
 	run := cmd.RunE
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		// TODO(lead): enable when modules/ca exports ValidateOnly (the CA
-		// helper's branch): with it, validate provisions the bankedge app
-		// without creating the CA or the declared partners in storage.
-		// ca.ValidateOnly = true
+		runmode.ValidateOnly = true
 		return run(cmd, args)
 	}
 }

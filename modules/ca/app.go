@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/auditlog"
+	"github.com/bankedge/bankedge/internal/runmode"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/registry"
 )
@@ -28,13 +29,11 @@ func init() {
 	caddy.RegisterModule(&App{})
 }
 
-// ValidateOnly, when set, makes the app write nothing to storage: an
-// existing CA is opened (so a wrong passphrase is still reported), a
-// missing one is made in memory for this process only, declared partners
-// are checked but not stored, and the CRL is not repaired. The bankedge
-// binary sets it for `bankedge validate`, which provisions the whole
-// configuration without running it.
-var ValidateOnly bool
+// With runmode.ValidateOnly (`bankedge validate`) the app writes nothing
+// to storage: an existing CA is opened (so a wrong passphrase is still
+// reported), a missing one is made in memory for this process only,
+// declared partners are checked but not stored, and the CRL is not
+// repaired.
 
 // App is the bankedge app: a private CA and a partner registry.
 //
@@ -146,7 +145,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg.ReadOnly = ValidateOnly
+	cfg.ReadOnly = runmode.ValidateOnly
 	cfg.OnIssue = a.auditIssuance
 	a.caConfig = cfg
 	auth, created, err := authority.Open(ctx, cfg, !a.CA.ManualInitialize)
@@ -155,7 +154,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.logger.Warn("no CA in storage yet; POST /api/v1/certificates/ca/initialize creates it")
 	case err != nil:
 		return fmt.Errorf("opening the bankedge CA: %w", err)
-	case ValidateOnly:
+	case runmode.ValidateOnly:
 		a.authority = auth
 		if created {
 			a.logger.Info("no CA in storage: checking the configuration with a throwaway CA, nothing is written")
@@ -192,7 +191,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			if in.PartnerID != nil {
 				id = *in.PartnerID
 			}
-			if ValidateOnly {
+			if runmode.ValidateOnly {
 				if err := a.registry.CheckEnsure(ctx, in); err != nil {
 					return fmt.Errorf("declaring partner %q: %w", id, err)
 				}
@@ -302,7 +301,7 @@ func (a *App) Authority() (*authority.Authority, error) {
 // Initialize creates the CA if storage has none; it returns
 // authority.ErrCAExists (and the CA) when it exists.
 func (a *App) Initialize(ctx context.Context) (*authority.Authority, error) {
-	if ValidateOnly {
+	if runmode.ValidateOnly {
 		return nil, authority.ErrReadOnly
 	}
 	a.mu.Lock()

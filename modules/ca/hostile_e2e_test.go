@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/bankedge/bankedge/internal/runmode"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,7 +26,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/bankedge/bankedge/internal/testcaddy"
-	"github.com/bankedge/bankedge/modules/ca"
+	_ "github.com/bankedge/bankedge/modules/ca"
 )
 
 // auditLines reads the audit log as JSON objects.
@@ -390,10 +391,10 @@ func TestValidateOnlyAndKeyLocation(t *testing.T) {
 		}
 		return caddy.Validate(&cfg)
 	}
-	ca.ValidateOnly = true
+	runmode.ValidateOnly = true
 	err := validate(config("test-ca-passphrase", "ComplexPassword123!"))
 	weak := validate(config("test-ca-passphrase", "short"))
-	ca.ValidateOnly = false
+	runmode.ValidateOnly = false
 	if err != nil {
 		t.Fatalf("validate: %v", err)
 	}

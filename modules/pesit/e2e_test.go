@@ -214,7 +214,12 @@ func prepareEnv(t *testing.T) (*env, string) {
 						client_auth {
 							mode require_and_verify
 							trust_pool bankedge
-							verifier bankedge
+							# Wider than the default (CLIENT), which refuses
+							# a QWAC in the handshake already: here the
+							# handler's own check must refuse it.
+							verifier bankedge {
+								purposes CLIENT QWAC QSEAL
+							}
 						}
 					}
 				}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/bankedge/bankedge/internal/runmode"
 	"path/filepath"
 	"time"
 
@@ -105,6 +106,11 @@ func (s *LocalReplayStore) Provision(ctx caddy.Context) error {
 	logger := ctx.Logger()
 	s.key = "local:" + journal
 	v, _, err := replayStores.LoadOrNew(s.key, func() (caddy.Destructor, error) {
+		if runmode.ValidateOnly {
+			// validate runs nothing: the journal, and its lock, stay with
+			// the gateway that may be running on it.
+			return newMemoryReplayStore(cmp.Or(s.Quota, defaultReplayQuota), logger), nil
+		}
 		return openMemoryReplayStore(journal, cmp.Or(s.Quota, defaultReplayQuota), logger)
 	})
 	if err != nil {
