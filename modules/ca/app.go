@@ -141,6 +141,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.CA == nil {
 		a.CA = new(CAConfig)
 	}
+	// Checked here, not in Validate: declared partners use it just below,
+	// and a negative history would panic when a password is set.
+	pol := a.PasswordPolicy.policy()
+	if err := pol.Validate(); err != nil {
+		return fmt.Errorf("bankedge password_policy: %w", err)
+	}
+	a.registry = &registry.Registry{Storage: ctx.Storage(), Policy: pol}
+	// Declared partners are checked before anything is written, so that a
+	// bad password in the environment fails the start with nothing (no
+	// CA) created on disk.
+	declared, err := a.declaredPartners(ctx)
+	if err != nil {
+		return err
+	}
+
 	cfg, err := a.CA.authorityConfig(ctx)
 	if err != nil {
 		return err
@@ -173,40 +188,45 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	// Checked here, not in Validate: declared partners use it just below,
-	// and a negative history would panic when a password is set.
-	pol := a.PasswordPolicy.policy()
-	if err := pol.Validate(); err != nil {
-		return fmt.Errorf("bankedge password_policy: %w", err)
+	if runmode.ValidateOnly {
+		return nil
 	}
-	a.registry = &registry.Registry{Storage: ctx.Storage(), Policy: pol}
-	if a.Partners != nil {
-		repl := caddy.NewReplacer()
-		for _, in := range a.Partners.Declare {
-			if in.Password != nil {
-				pw := repl.ReplaceKnown(*in.Password, "")
-				in.Password = &pw
-			}
-			id := ""
-			if in.PartnerID != nil {
-				id = *in.PartnerID
-			}
-			if runmode.ValidateOnly {
-				if err := a.registry.CheckEnsure(ctx, in); err != nil {
-					return fmt.Errorf("declaring partner %q: %w", id, err)
-				}
-				continue
-			}
-			created, err := a.registry.Ensure(ctx, in)
-			if err != nil {
-				return fmt.Errorf("declaring partner %q: %w", id, err)
-			}
-			if created {
-				a.audit.Info("partner.create", zap.String("user", "bankedge app (declared)"), zap.String("partner", id), zap.String("outcome", "created"))
-			}
+	for _, in := range declared {
+		created, err := a.registry.Ensure(ctx, in)
+		if err != nil {
+			return fmt.Errorf("declaring partner %q: %w", *in.PartnerID, err)
+		}
+		if created {
+			a.audit.Info("partner.create", zap.String("user", "bankedge app (declared)"), zap.String("partner", *in.PartnerID), zap.String("outcome", "created"))
 		}
 	}
 	return nil
+}
+
+// declaredPartners returns the partners of the configuration with their
+// placeholders replaced, each checked against the registry's rules
+// without being stored.
+func (a *App) declaredPartners(ctx caddy.Context) ([]registry.Input, error) {
+	if a.Partners == nil {
+		return nil, nil
+	}
+	repl := caddy.NewReplacer()
+	var out []registry.Input
+	for _, in := range a.Partners.Declare {
+		if in.Password != nil {
+			pw := repl.ReplaceKnown(*in.Password, "")
+			in.Password = &pw
+		}
+		id := ""
+		if in.PartnerID != nil {
+			id = *in.PartnerID
+		}
+		if err := a.registry.CheckEnsure(ctx, in); err != nil {
+			return nil, fmt.Errorf("declaring partner %q: %w", id, err)
+		}
+		out = append(out, in)
+	}
+	return out, nil
 }
 
 // authorityConfig turns the JSON config into the authority's.
