@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/auditlog"
 	"github.com/bankedge/bankedge/internal/runmode"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/modules/cluster"
 )
 
 func init() {
@@ -59,6 +61,13 @@ type App struct {
 	registry  *registry.Registry
 	logger    *zap.Logger
 	audit     *zap.Logger
+
+	// cluster is the shared state of the storage (see cluster.go), ctx the
+	// configuration's context, and storage the configuration's storage as
+	// the CA and the registry use it.
+	cluster *cluster.State
+	ctx     caddy.Context
+	storage certmagic.Storage
 }
 
 // CAConfig configures the certificate authority.
@@ -141,12 +150,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.CA == nil {
 		a.CA = new(CAConfig)
 	}
+	if err := a.joinCluster(ctx); err != nil {
+		return err
+	}
 	cfg, err := a.CA.authorityConfig(ctx)
 	if err != nil {
 		return err
 	}
+	cfg.Storage = a.storage
 	cfg.ReadOnly = runmode.ValidateOnly
 	cfg.OnIssue = a.auditIssuance
+	cfg.OnRevoke = a.onRevoke
 	a.caConfig = cfg
 	auth, created, err := authority.Open(ctx, cfg, !a.CA.ManualInitialize)
 	switch {
@@ -179,7 +193,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := pol.Validate(); err != nil {
 		return fmt.Errorf("bankedge password_policy: %w", err)
 	}
-	a.registry = &registry.Registry{Storage: ctx.Storage(), Policy: pol}
+	a.registry = &registry.Registry{Storage: a.storage, Policy: pol}
 	if a.Partners != nil {
 		repl := caddy.NewReplacer()
 		for _, in := range a.Partners.Declare {
@@ -206,7 +220,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			}
 		}
 	}
-	return nil
+	return a.subscribe()
 }
 
 // authorityConfig turns the JSON config into the authority's.
@@ -309,6 +323,9 @@ func (a *App) Initialize(ctx context.Context) (*authority.Authority, error) {
 	auth, err := authority.Initialize(ctx, a.caConfig)
 	if auth != nil {
 		a.authority = auth
+	}
+	if err == nil {
+		a.notify(topicCA, "")
 	}
 	return auth, err
 }
