@@ -743,3 +743,62 @@ func (g *gateway) waitThrottled(t *testing.T, mark int, partner string) {
 		return false
 	})
 }
+
+// With manual_initialize, the CA initialised through one gateway's API is
+// the other gateways' at once, without a restart.
+func TestManualInitializeAcrossGateways(t *testing.T) {
+	srv := testredis.Start(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte(adminPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &deployment{t: t, redis: srv, prefix: "manual", hash: string(hash)}
+	var gws []*gateway
+	for _, name := range []string{"A", "B"} {
+		api := testcaddy.FreePort(t)
+		cfg := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage redis {
+		address %s
+		key_prefix %s
+	}
+	log {
+		output stderr
+		format json
+	}
+	bankedge {
+		ca {
+			key_passphrase %s
+			manual_initialize
+		}
+	}
+}
+http://127.0.0.1:%d {
+	basic_auth {
+		admin %s
+	}
+	bankedge_api
+}
+`, srv.Addr, d.prefix, caPassphrase, api, d.hash)
+		g := &gateway{process: startProcess(t, name, cfg), d: d, api: fmt.Sprintf("http://127.0.0.1:%d", api)}
+		g.waitReady()
+		gws = append(gws, g)
+	}
+	a, b := gws[0], gws[1]
+	if status, _, body := b.apiCall(t, http.MethodGet, "/api/v1/certificates/ca/certificate", "", nil); status != http.StatusConflict {
+		t.Fatalf("CA certificate before the initialisation: %d %s", status, body)
+	}
+	a.mustAPI(t, http.MethodPost, "/api/v1/certificates/ca/initialize", "application/x-www-form-urlencoded", nil)
+	want := a.mustAPI(t, http.MethodGet, "/api/v1/certificates/ca/certificate", "", nil)
+	var got []byte
+	el := waitUntil(t, within, "the CA initialised on A served by B", func() bool {
+		status, _, body := b.apiCall(t, http.MethodGet, "/api/v1/certificates/ca/certificate", "", nil)
+		got = body
+		return status == http.StatusOK
+	})
+	if !bytes.Equal(got, want) {
+		t.Fatalf("B serves another CA than A:\n%s\n%s", got, want)
+	}
+	t.Logf("initialised on A, served by B after %v", el)
+}
