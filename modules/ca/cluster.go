@@ -68,7 +68,9 @@ func (a *App) subscribe() error {
 		topic string
 		fn    func(cluster.Event)
 	}{
-		{topicPartner, func(cluster.Event) { a.registry.ForgetAuthentications() }},
+		// Not on the receiving goroutine: a registry not used yet makes its
+		// dummy hash (argon2id) first.
+		{topicPartner, func(cluster.Event) { go a.registry.ForgetAuthentications() }},
 		{topicRevocation, func(cluster.Event) {
 			if auth, err := a.Authority(); err == nil {
 				auth.ForgetRevocations()
