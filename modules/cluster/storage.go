@@ -230,10 +230,24 @@ func (g *guardedStorage) Store(ctx context.Context, key string, value []byte) er
 	return g.check("storage write", ctx, epoch, g.Storage.Store(ctx, key, value))
 }
 
-// Delete implements certmagic.Storage.
+// Delete implements certmagic.Storage. The Redis storage removes a key
+// from its directory index first and the key after: Redis failing in
+// between would leave a key that no listing shows but every read finds (a
+// deleted partner that still authenticates). The guard deletes the key
+// first, so that such a failure leaves an index entry without its key,
+// which listings skip.
 func (g *guardedStorage) Delete(ctx context.Context, key string) error {
 	if err := g.probe(ctx, "storage delete"); err != nil {
 		return err
+	}
+	if g.prefix != "" {
+		epoch := g.r.health.begin()
+		octx, cancel := context.WithTimeout(ctx, g.r.timing.Op)
+		err := g.r.client().Del(octx, path.Join(g.prefix, key)).Err()
+		cancel()
+		if err := g.r.done("storage delete", ctx, epoch, err); err != nil {
+			return err
+		}
 	}
 	epoch := g.r.health.begin()
 	return g.check("storage delete", ctx, epoch, g.Storage.Delete(ctx, key))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"slices"
 	"testing"
 	"time"
 
@@ -61,6 +62,15 @@ func TestGuardStorage(t *testing.T) {
 	}
 	if !st.Exists(ctx, "a/b.json") || st.Exists(ctx, "a/none.json") {
 		t.Fatal("exists does not tell a present key from a missing one")
+	}
+	if err := st.Store(ctx, "a/gone.json", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, "a/gone.json"); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := st.List(ctx, "a", false); err != nil || slices.Contains(keys, "a/gone.json") || srv.MustDo("EXISTS", "dep/a/gone.json") != "0" {
+		t.Fatalf("after a delete: listed %v (%v), EXISTS %s", keys, err, srv.MustDo("EXISTS", "dep/a/gone.json"))
 	}
 	if err := st.Lock(ctx, "l"); err != nil {
 		t.Fatal(err)
