@@ -437,14 +437,13 @@ func TestGatewaysOnOneRedis(t *testing.T) {
 		b.mustConnect(t, "127.0.0.11", id, partnerPassword).Release()
 		t.Logf("created on A, authenticated on B after %v", time.Since(start))
 
+		// Every change is in force at the first attempt after the API
+		// answered, on every gateway: authentication reads the partner's
+		// record, and the cache of verifications is bound to its hash.
 		const newPassword = "Partner-Pass-25"
 		a.partner(t, http.MethodPut, id, map[string]any{"password": newPassword})
-		start = time.Now()
 		b.refusedWith(t, "127.0.0.12", id, partnerPassword, fpdu.ReasonUnauthorized)
 		c.mustConnect(t, "127.0.0.11", id, newPassword).Release()
-		if el := time.Since(start); el > within {
-			t.Fatalf("password change in force after %v", el)
-		}
 
 		a.partner(t, http.MethodPut, id, map[string]any{"enabled": false})
 		b.refusedWith(t, "127.0.0.13", id, newPassword, fpdu.ReasonUnauthorized)
