@@ -136,3 +136,17 @@ func LoadError(t testing.TB, caddyfile string) error {
 	}
 	return err
 }
+
+// LoadFile adapts the Caddyfile at path and runs it, for a test binary
+// that is re-executed as a gateway process of its own.
+func LoadFile(path string) error {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(text, map[string]any{"filename": path})
+	if err != nil {
+		return err
+	}
+	return caddy.Load(cfg, true)
+}

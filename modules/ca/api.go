@@ -264,6 +264,9 @@ func (h *API) finish(c *call, err error) {
 	}
 	var ae *apiError
 	if !errors.As(err, &ae) {
+		ae = h.unavailableError(c, err)
+	}
+	if ae == nil {
 		h.logger.Error("admin API request failed", zap.String("request_id", c.audit.requestID),
 			zap.String("action", c.audit.action), zap.String("path", c.r.URL.Path), zap.Error(err))
 		ae = &apiError{status: http.StatusInternalServerError, msg: "internal error: the gateway's log has the details under this requestId"}
