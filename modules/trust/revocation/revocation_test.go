@@ -184,6 +184,15 @@ func newChecker() *revocation.Checker {
 	return revocation.New(revocation.Options{HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)}})
 }
 
+// newClockedChecker returns a checker whose clock runs offset ahead.
+func newClockedChecker() (*revocation.Checker, *atomic.Int64) {
+	offset := new(atomic.Int64)
+	return revocation.New(revocation.Options{
+		HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)},
+		Now:  func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+	}), offset
+}
+
 func TestOCSPGoodRevokedAndCached(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
 	r := newResponder(t, ca)
@@ -449,11 +458,7 @@ func TestRefreshAhead(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
 	r := newResponder(t, ca)
 	cert := leaf(t, ca, r.URL, "")
-	var offset atomic.Int64
-	c := revocation.New(revocation.Options{
-		HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)},
-		Now:  func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
-	})
+	c, offset := newClockedChecker()
 	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
 		t.Fatal(res)
 	}
@@ -480,6 +485,37 @@ func TestRefreshAhead(t *testing.T) {
 	offset.Store(int64(51 * time.Minute))
 	check(c, cert, ca.Cert, revocation.PreferOCSP)
 	waitFor(t, func() bool { return check(c, cert, ca.Cert, revocation.PreferOCSP).Status == revocation.Revoked })
+}
+
+// A CRL that ends with the answer is downloaded again during the last
+// fifth: a revocation in the publisher's next CRL counts before the cached
+// one ends, and a CRL not yet renewed is asked for again only after a
+// quarter of what is left, not on every request.
+func TestRefreshAheadCRL(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	crls := newCRLServer(t)
+	cert := leaf(t, ca, "", crls.URL+"/ca.crl")
+	crls.put(makeCRL(t, ca, time.Now(), time.Now().Add(time.Hour)))
+	c, offset := newClockedChecker()
+	if res := check(c, cert, ca.Cert, revocation.PreferCRL); res.Status != revocation.Good {
+		t.Fatal(res)
+	}
+	// 50 minutes in, the same CRL is still published: one download, then
+	// none on the following requests.
+	offset.Store(int64(50 * time.Minute))
+	check(c, cert, ca.Cert, revocation.PreferCRL)
+	waitFor(t, func() bool { return crls.hits.Load() == 2 })
+	for range 5 {
+		check(c, cert, ca.Cert, revocation.PreferCRL)
+	}
+	if h := crls.hits.Load(); h != 2 {
+		t.Fatalf("%d CRL downloads, want 2: an unchanged CRL is fetched again on every request", h)
+	}
+	// The publisher's next CRL revokes the certificate; 53 minutes in (a
+	// quarter of the 10 minutes left has passed) it is found.
+	crls.put(makeCRL(t, ca, time.Now().Add(50*time.Minute), time.Now().Add(2*time.Hour), cert))
+	offset.Store(int64(53 * time.Minute))
+	waitFor(t, func() bool { return check(c, cert, ca.Cert, revocation.PreferCRL).Status == revocation.Revoked })
 }
 
 func waitFor(t *testing.T, cond func() bool) {
