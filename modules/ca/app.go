@@ -59,6 +59,8 @@ type App struct {
 	registry  *registry.Registry
 	logger    *zap.Logger
 	audit     *zap.Logger
+	// blocklist is the PSD2 blocklist (blocklist.go).
+	blocklist *blocklist
 }
 
 // CAConfig configures the certificate authority.
@@ -200,7 +202,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.audit.Info("partner.create", zap.String("user", "bankedge app (declared)"), zap.String("partner", *in.PartnerID), zap.String("outcome", "created"))
 		}
 	}
-	return nil
+	return a.provisionBlocklist(ctx)
 }
 
 // declaredPartners returns the partners of the configuration with their
