@@ -190,6 +190,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
+	if err := a.provisionBlocklist(ctx); err != nil {
+		return err
+	}
 	if runmode.ValidateOnly {
 		return nil
 	}
@@ -202,7 +205,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.audit.Info("partner.create", zap.String("user", "bankedge app (declared)"), zap.String("partner", *in.PartnerID), zap.String("outcome", "created"))
 		}
 	}
-	return a.provisionBlocklist(ctx)
+	return nil
 }
 
 // declaredPartners returns the partners of the configuration with their
