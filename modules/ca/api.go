@@ -149,6 +149,10 @@ var routes = []route{
 	{"GET /api/v1/config/partners/{id}", "partner.get", (*API).getPartner},
 	{"PUT /api/v1/config/partners/{id}", "partner.update", (*API).updatePartner},
 	{"DELETE /api/v1/config/partners/{id}", "partner.delete", (*API).deletePartner},
+	// PSD2 blocklist (issue 10; role security_admin): handlers_blocklist.go.
+	{"GET /api/v1/psd2/blocklist", "psd2.blocklist.list", (*API).listBlocklist},
+	{"POST /api/v1/psd2/blocklist", "psd2.blocklist.add", (*API).addToBlocklist},
+	{"DELETE /api/v1/psd2/blocklist/{entry}", "psd2.blocklist.remove", (*API).removeFromBlocklist},
 }
 
 // ServeHTTP serves the API. Paths outside it get a JSON 404, methods an

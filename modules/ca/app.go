@@ -68,6 +68,8 @@ type App struct {
 	cluster *cluster.State
 	ctx     caddy.Context
 	storage certmagic.Storage
+	// blocklist is the PSD2 blocklist (blocklist.go).
+	blocklist *blocklist
 }
 
 // CAConfig configures the certificate authority.
@@ -202,6 +204,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
+	if err := a.provisionBlocklist(ctx); err != nil {
+		return err
+	}
 	if runmode.ValidateOnly {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/modules/cluster"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
+	"github.com/bankedge/bankedge/modules/trust"
 )
 
 func init() {
@@ -54,6 +55,10 @@ type QSEAL struct {
 	// TrustPool is the source of the QTSP certificates that QSEALs must
 	// chain to; any tls.ca_pool.source module.
 	TrustPoolRaw json.RawMessage `json:"trust_pool,omitempty" caddy:"namespace=tls.ca_pool.source inline_key=provider"`
+
+	// Revocation checks the QSEAL by OCSP and CRL, as psd2_qwac's
+	// revocation does the QWAC.
+	Revocation *trust.RevocationPolicy `json:"revocation,omitempty"`
 
 	// Profile is the bank's signing flavour: "piraeus" or "berlingroup"
 	// (default). Every field below that is left unset takes the profile's
@@ -224,11 +229,11 @@ func (h *QSEAL) Provision(ctx caddy.Context) error {
 	if h.CacheSize == 0 {
 		h.CacheSize = 1024
 	}
-	checkers, err := revocationCheckers(ctx)
+	status, err := statusChecks(ctx, h.Revocation, pool, h.logger)
 	if err != nil {
 		return err
 	}
-	h.verifier = newCertVerifier(pool, qcstatements.QcTypeESeal, h.CacheSize, checkers, h.logger)
+	h.verifier = newCertVerifier(pool, qcstatements.QcTypeESeal, h.CacheSize, status, h.logger)
 
 	switch {
 	case h.ReplayStoreRaw == nil && cluster.StorageShared(ctx):
@@ -365,6 +370,7 @@ func (h *QSEAL) algorithmAllowed(alg httpsig.Algorithm) bool {
 //	psd2_qseal [<matcher>] {
 //		profile piraeus|berlingroup
 //		trust_pool <module> [<args…>] [{ … }]
+//		revocation [hard|soft|off] [{ mode …; prefer ocsp|crl; timeout <d> }]
 //		digest_encoding raw|hex
 //		compact_json_digest [on|off]
 //		sign_base64 [on|off]
@@ -393,6 +399,9 @@ func (h *QSEAL) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyfileargs.One(d, &h.Profile)
 		case "trust_pool":
 			h.TrustPoolRaw, err = unmarshalTrustPool(d)
+		case "revocation":
+			h.Revocation = new(trust.RevocationPolicy)
+			err = h.Revocation.UnmarshalCaddyfile(d)
 		case "digest_encoding":
 			err = caddyfileargs.One(d, &h.DigestEncoding)
 		case "compact_json_digest":
