@@ -105,12 +105,13 @@ type CertFilter struct {
 	ExpiringWithin time.Duration
 }
 
-// GenerateRequest asks for a partner keystore.
+// GenerateRequest asks for a partner keystore. Fields are as typed: the
+// backend checks them, as it checks the REST API's parameters.
 type GenerateRequest struct {
 	PartnerID    string
 	CommonName   string
 	Purpose      string
-	ValidityDays int
+	ValidityDays string
 	// Format is p12, jks or pem.
 	Format   string
 	Password string
@@ -118,11 +119,11 @@ type GenerateRequest struct {
 	DNSNames []string
 }
 
-// SignRequest asks to sign a CSR.
+// SignRequest asks to sign a CSR, with the fields as typed.
 type SignRequest struct {
 	CSRPEM       string
 	Purpose      string
-	ValidityDays int
+	ValidityDays string
 	PartnerID    string
 }
 
