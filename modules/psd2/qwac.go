@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/modules/psd2/certheader"
 )
 
@@ -107,6 +108,9 @@ func (*QWAC) CaddyModule() caddy.ModuleInfo {
 // Provision loads the trust pool and sets defaults.
 func (h *QWAC) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
 	pool, err := loadTrustPool(ctx, h, "TrustPoolRaw", h.TrustPoolRaw)
 	if err != nil {
 		return err
@@ -149,7 +153,10 @@ var derPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // ServeHTTP checks the transport identity and passes the request on.
 func (h *QWAC) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	vars := providePlaceholders(r)
+	m := startMeter(vars)
+	defer finishMeter(vars, m)
 	tpp, rej := h.check(r)
+	markChecked(vars, tpp)
 	if rej != nil {
 		refuse(w, r, vars, h.logger, rej, tpp)
 		return nil
@@ -181,6 +188,7 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 	}
 	sum := sha256Sum(peer.Raw)
 	vc := h.verifier.lookup(sum, h.verifier.now())
+	h.verifier.meterLookup(vc != nil)
 	// Most clients send the header as base64 DER, which then equals the
 	// cached encoding of the handshake certificate: no decode needed.
 	if vc == nil || value != vc.base64DER {

@@ -213,11 +213,13 @@ func (c *Checker) Check(ctx context.Context, sum [32]byte, cert, issuer *x509.Ce
 	e := c.cache[sum]
 	c.mu.RUnlock()
 	if e != nil && now.Before(e.res.Until) {
+		observeLookup(true)
 		if now.UnixNano() >= e.refreshAt.Load() && e.refreshing.CompareAndSwap(false, true) {
 			go c.refresh(e, sum, cert, issuer, prefer)
 		}
 		return e.res
 	}
+	observeLookup(false)
 	return c.miss(ctx, sum, cert, issuer, prefer, now)
 }
 
@@ -249,7 +251,9 @@ func (c *Checker) miss(ctx context.Context, sum [32]byte, cert, issuer *x509.Cer
 
 // fetch establishes the status, caches it and returns it.
 func (c *Checker) fetch(ctx context.Context, sum [32]byte, cert, issuer *x509.Certificate, prefer Prefer) Result {
-	return c.store(sum, c.establish(ctx, cert, issuer, prefer))
+	res := c.establish(ctx, cert, issuer, prefer)
+	observeCheck(res, prefer)
+	return c.store(sum, res)
 }
 
 // refresh renews a cached answer ahead of its end. A failure keeps the
@@ -258,6 +262,7 @@ func (c *Checker) refresh(e *entry, sum [32]byte, cert, issuer *x509.Certificate
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.FetchTimeout)
 	defer cancel()
 	res := c.establish(ctx, cert, issuer, prefer)
+	observeCheck(res, prefer)
 	if res.Status == Unknown {
 		e.refreshAt.Store(c.opts.Now().Add(c.opts.UnknownTTL).UnixNano())
 		e.refreshing.Store(false)
