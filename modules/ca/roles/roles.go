@@ -4,7 +4,7 @@
 // disagree about who may do what.
 //
 //   - security_admin: everything of the CA (initialize, sign, generate
-//     keystores, revoke, sign a new CRL) and reading the inventory, partners,
+//     keystores, revoke, sign a new CRL, the PSD2 blocklist) and reading the inventory, partners,
 //     audit feed and metrics;
 //   - partner_admin: the partner registry (create, update, disable, delete,
 //     passwords), downloads of the CA certificate, truststores and CRL, and
@@ -168,8 +168,10 @@ const (
 	CARevoke       Action = "ca.revoke"
 	// CARegenerateCRL signs a new CRL on demand.
 	CARegenerateCRL Action = "ca.crl.regenerate"
-	CAVerify        Action = "ca.verify"
-	CAInventory     Action = "ca.issued"
+	// CABlocklist reads and changes the PSD2 blocklist.
+	CABlocklist Action = "ca.blocklist"
+	CAVerify    Action = "ca.verify"
+	CAInventory Action = "ca.issued"
 	// CADownload is the CA certificate, truststores and the CRL.
 	CADownload Action = "ca.download"
 	// CACRL is the CRL at its public URL, which needs no role.
@@ -189,6 +191,7 @@ var needed = map[Action]Set{
 	CACSR:           Of(SecurityAdmin),
 	CARevoke:        Of(SecurityAdmin),
 	CARegenerateCRL: Of(SecurityAdmin),
+	CABlocklist:     Of(SecurityAdmin),
 	CAVerify:        AllRoles,
 	CAInventory:     Of(SecurityAdmin, Auditor),
 	CADownload:      AllRoles,
