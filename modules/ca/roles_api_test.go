@@ -2,11 +2,14 @@ package ca
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/bankedge/bankedge/internal/testcaddy"
 	"github.com/bankedge/bankedge/modules/ca/roles"
 )
 
@@ -168,4 +171,44 @@ func fieldError(body, msg string) bool {
 		}
 	}
 	return false
+}
+
+// TestAPIWithoutAuthentication: with a roles block and nothing in front to
+// authenticate, the anonymous caller holds no role (but reads the public
+// CRL), and the console, which needs a user, answers 401.
+func TestAPIWithoutAuthentication(t *testing.T) {
+	port := testcaddy.FreePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	testcaddy.Load(t, testcaddy.Globals(filepath.Join(t.TempDir(), "storage"), `
+	bankedge {
+		ca {
+			key_passphrase test-ca-passphrase
+		}
+	}`)+fmt.Sprintf(`
+%s {
+	bankedge_api {
+		roles {
+			security_admin alice
+		}
+	}
+}
+`, base))
+	for path, want := range map[string]int{
+		"/api/v1/certificates/ca/crl":         http.StatusOK,
+		"/api/v1/certificates/ca/certificate": http.StatusForbidden,
+		"/api/v1/config/partners":             http.StatusForbidden,
+		"/ui/":                                http.StatusUnauthorized,
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	if !auditHas("partner.list", map[string]string{"user": "anonymous", "roles": "", "outcome": "forbidden"}) {
+		t.Error("no audit line for the anonymous refusal")
+	}
 }
