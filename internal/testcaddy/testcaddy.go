@@ -157,3 +157,17 @@ func WaitForCertificate(t testing.TB, addr, serverName string, root *x509.Certif
 	}
 	t.Fatalf("%s serves no certificate for %s from the CA: %v", addr, serverName, err)
 }
+
+// LoadFile adapts the Caddyfile at path and runs it, for a test binary
+// that is re-executed as a gateway process of its own.
+func LoadFile(path string) error {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(text, map[string]any{"filename": path})
+	if err != nil {
+		return err
+	}
+	return caddy.Load(cfg, true)
+}

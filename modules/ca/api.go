@@ -352,7 +352,13 @@ func (h *API) finish(c *call, err error) {
 	if err == nil {
 		return
 	}
-	ae := h.app.settle(c.audit, c.r.URL.Path, err)
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		if u := h.unavailableError(c, err); u != nil {
+			err = u
+		}
+	}
+	ae = h.app.settle(c.audit, c.r.URL.Path, err)
 	body := map[string]string{"error": ae.msg, "requestId": c.audit.requestID}
 	if ae.reason != "" {
 		body["reason"] = ae.reason

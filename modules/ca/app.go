@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/auditlog"
@@ -24,6 +25,7 @@ import (
 	"github.com/bankedge/bankedge/internal/runmode"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/modules/cluster"
 )
 
 func init() {
@@ -61,6 +63,13 @@ type App struct {
 	logger    *zap.Logger
 	audit     *zap.Logger
 	gauges    *gaugeRefresher
+
+	// cluster is the shared state of the storage (see cluster.go), ctx the
+	// configuration's context, and storage the configuration's storage as
+	// the CA and the registry use it.
+	cluster *cluster.State
+	ctx     caddy.Context
+	storage certmagic.Storage
 }
 
 // CAConfig configures the certificate authority.
@@ -147,13 +156,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.CA == nil {
 		a.CA = new(CAConfig)
 	}
+	if err := a.joinCluster(ctx); err != nil {
+		return err
+	}
 	// Checked here, not in Validate: declared partners use it just below,
 	// and a negative history would panic when a password is set.
 	pol := a.PasswordPolicy.policy()
 	if err := pol.Validate(); err != nil {
 		return fmt.Errorf("bankedge password_policy: %w", err)
 	}
-	a.registry = &registry.Registry{Storage: ctx.Storage(), Policy: pol}
+	a.registry = &registry.Registry{Storage: a.storage, Policy: pol}
 	// Declared partners are checked before anything is written, so that a
 	// bad password in the environment fails the start with nothing (no
 	// CA) created on disk.
@@ -166,8 +178,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	cfg.Storage = a.storage
 	cfg.ReadOnly = runmode.ValidateOnly
 	cfg.OnIssue = a.auditIssuance
+	cfg.OnRevoke = a.onRevoke
 	a.caConfig = cfg
 	auth, created, err := authority.Open(ctx, cfg, !a.CA.ManualInitialize)
 	switch {
@@ -206,7 +220,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			a.audit.Info("partner.create", zap.String("user", "bankedge app (declared)"), zap.String("partner", *in.PartnerID), zap.String("outcome", "created"))
 		}
 	}
-	return nil
+	return a.subscribe()
 }
 
 // declaredPartners returns the partners of the configuration with their
@@ -341,6 +355,9 @@ func (a *App) Initialize(ctx context.Context) (*authority.Authority, error) {
 	auth, err := authority.Initialize(ctx, a.caConfig)
 	if auth != nil {
 		a.authority = auth
+	}
+	if err == nil {
+		a.notify(topicCA, "")
 	}
 	return auth, err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/bankedge/bankedge/modules/ca/console"
 	"github.com/bankedge/bankedge/modules/ca/registry"
 	"github.com/bankedge/bankedge/modules/ca/roles"
+	"github.com/bankedge/bankedge/modules/cluster"
 )
 
 // newConsole makes the admin console over the app, for bankedge_api to
@@ -117,8 +118,12 @@ func (b consoleBackend) call(ctx context.Context, by console.Actor, action strin
 	t := newAuditTrail(action, by.User, by.RemoteIP, requestIDOfContext(ctx))
 	t.via, t.roles = "console", (by.Roles & roles.Needed(perm)).String()
 	if err := op(withAuditTrail(ctx, t)); err != nil {
-		ae := b.app.settle(t, consolePrefix, err)
-		if ae.status >= 500 {
+		var ae *apiError
+		if !errors.As(err, &ae) && errors.Is(err, cluster.ErrUnavailable) {
+			err = storageUnavailable(err)
+		}
+		ae = b.app.settle(t, consolePrefix, err)
+		if ae.status >= 500 && ae.status != http.StatusServiceUnavailable {
 			return fmt.Errorf("%s failed (request id %s): %w", action, t.requestID, err)
 		}
 		return consoleError(ae)
@@ -130,6 +135,9 @@ func (b consoleBackend) call(ctx context.Context, by console.Actor, action strin
 func (b consoleBackend) read(err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, cluster.ErrUnavailable) {
+		return fmt.Errorf("%w: %v", console.ErrUnavailable, err)
 	}
 	var ae *apiError
 	if errors.As(err, &ae) {
@@ -155,6 +163,8 @@ func consoleError(ae *apiError) error {
 	switch {
 	case errors.Is(ae, ErrNotInitialized):
 		return console.ErrNotInitialized
+	case ae.status == http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: %s", console.ErrUnavailable, ae.msg)
 	case ae.status >= 500:
 		return ae
 	case ae.status == http.StatusNotFound && ae.field == "":

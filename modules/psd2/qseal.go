@@ -19,6 +19,7 @@ import (
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/metrics"
+	"github.com/bankedge/bankedge/modules/cluster"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 )
 
@@ -122,8 +123,10 @@ type QSEAL struct {
 	ReplayWindow caddy.Duration `json:"replay_window,omitempty"`
 
 	// ReplayStore keeps the request ids: a module of the
-	// http.psd2.replay_stores namespace. Default: local (in memory, per
-	// organisation quotas, a journal on disk read back on start).
+	// http.psd2.replay_stores namespace. Default: redis (shared by every
+	// gateway on it) when Caddy's storage is Redis, else local (in
+	// memory, per organisation quotas, a journal on disk read back on
+	// start).
 	ReplayStoreRaw json.RawMessage `json:"replay_store,omitempty" caddy:"namespace=http.psd2.replay_stores inline_key=store"`
 
 	// ReplayCacheSize is the former name of the local replay store's
@@ -231,9 +234,17 @@ func (h *QSEAL) Provision(ctx caddy.Context) error {
 	}
 	h.verifier = newCertVerifier(pool, qcstatements.QcTypeESeal, h.CacheSize, checkers, h.logger)
 
-	if h.ReplayStoreRaw == nil {
+	switch {
+	case h.ReplayStoreRaw == nil && cluster.StorageShared(ctx):
+		// Gateways on one Redis storage are one gateway for replays.
+		if h.ReplayCacheSize != 0 {
+			return errors.New("replay_cache_size is the quota of the in-process replay store, but on Redis storage request ids are shared in Redis: " +
+				"remove it, or keep ids in this process with replay_store local { quota … }")
+		}
+		h.ReplayStoreRaw = caddyconfig.JSONModuleObject(&RedisReplayStore{}, "store", "redis", nil)
+	case h.ReplayStoreRaw == nil:
 		h.ReplayStoreRaw = caddyconfig.JSONModuleObject(&LocalReplayStore{Quota: h.ReplayCacheSize}, "store", "local", nil)
-	} else if h.ReplayCacheSize != 0 {
+	case h.ReplayCacheSize != 0:
 		return errors.New("replay_cache_size is the quota of the local replay store; with replay_store set, configure the store instead")
 	}
 	mod, err := ctx.LoadModule(h, "ReplayStoreRaw")

@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/bankedge/bankedge/modules/cluster"
 )
 
 // RevocationChecker says whether a certificate is revoked. The PSD2
@@ -57,7 +59,12 @@ func (v *certVerifier) checkRevocation(ctx context.Context, vc *verifiedCert) *r
 	for _, rc := range v.revocation {
 		revoked, err := rc.CertificateRevoked(ctx, vc.cert, vc.issuer)
 		if err != nil {
-			v.logger.Error("revocation status unknown", zap.String("kind", v.kind),
+			log := v.logger.Error
+			if errors.Is(err, cluster.ErrUnavailable) {
+				// The shared state logs one line per outage, not per request.
+				log = v.logger.Debug
+			}
+			log("revocation status unknown", zap.String("kind", v.kind),
 				zap.String("org_id", vc.tpp.OrgID), zap.String("serial", serialHex(vc.cert)), zap.Error(err))
 			return &rejection{Status: ServiceUnavailable.status(), Code: ServiceUnavailable, RetryAfter: revocationRetryAfter,
 				Text: "the revocation status of the " + v.kind + " cannot be checked right now; retry later"}

@@ -118,6 +118,9 @@ type Config struct {
 	// decides, whoever made it: with the issued certificate, or with the
 	// refusal. The bankedge app writes it to the audit log.
 	OnIssue func(ctx context.Context, req Request, cert *x509.Certificate, err error)
+	// OnRevoke, when set, is told of every revocation once it is in force
+	// (stored), whoever made it; the bankedge app tells the other gateways.
+	OnRevoke func(ctx context.Context, serial *big.Int)
 }
 
 // Errors of the authority.
@@ -142,6 +145,9 @@ type Authority struct {
 	revMu       sync.RWMutex
 	revoked     map[string]Revocation
 	revLoadedAt time.Time
+	// revGen counts ForgetRevocations calls, so that a load that started
+	// before one does not pass for fresh after it.
+	revGen uint64
 }
 
 func (c *Config) setDefaults() error {

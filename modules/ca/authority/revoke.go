@@ -31,7 +31,7 @@ func (a *Authority) Issued(ctx context.Context) ([]Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.setRevocations(state.list)
+	a.setRevocations(state)
 	revoked := a.revokedMap()
 	out := make([]Record, 0, len(keys))
 	for _, k := range keys {
@@ -39,9 +39,13 @@ func (a *Authority) Issued(ctx context.Context) ([]Record, error) {
 			continue
 		}
 		b, err := a.cfg.Storage.Load(ctx, k)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			// Deleted between List and Load by an operator: skip it.
 			continue
+		}
+		if err != nil {
+			// Never a partial inventory that looks complete.
+			return nil, fmt.Errorf("loading %s: %w", path.Base(k), err)
 		}
 		var rec Record
 		if err := json.Unmarshal(b, &rec); err != nil {
@@ -71,7 +75,7 @@ func (a *Authority) Lookup(ctx context.Context, serial *big.Int) (Record, error)
 	if err != nil {
 		return Record{}, err
 	}
-	a.setRevocations(state.list)
+	a.setRevocations(state)
 	return a.withStatus(rec, a.revokedMap()), nil
 }
 
@@ -140,6 +144,8 @@ const (
 type revocationState struct {
 	list   []Revocation
 	digest string
+	// gen is revGen when the load started.
+	gen uint64
 }
 
 // digestOf names the content of a revocation list file; "" for none.
@@ -152,9 +158,12 @@ func digestOf(raw []byte) string {
 }
 
 func (a *Authority) loadRevocations(ctx context.Context) (revocationState, error) {
+	a.revMu.RLock()
+	gen := a.revGen
+	a.revMu.RUnlock()
 	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(revocationsName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return revocationState{}, nil
+		return revocationState{gen: gen}, nil
 	}
 	if err != nil {
 		return revocationState{}, fmt.Errorf("loading the revocation list: %w", err)
@@ -170,7 +179,7 @@ func (a *Authority) loadRevocations(ctx context.Context) (revocationState, error
 			list[i].Serial = SerialString(n)
 		}
 	}
-	return revocationState{list: list, digest: digestOf(b)}, nil
+	return revocationState{list: list, digest: digestOf(b), gen: gen}, nil
 }
 
 // Errors of revocation.
@@ -220,7 +229,7 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 	key := SerialString(serial)
 	for _, r := range state.list {
 		if r.Serial == key {
-			a.setRevocations(state.list)
+			a.setRevocations(state)
 			rec = a.withStatus(rec, a.revokedMap())
 			if _, err := a.publishIfBehind(ctx, state); err != nil {
 				return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
@@ -236,7 +245,10 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 	if err := a.store(ctx, revocationsName, raw); err != nil {
 		return Record{}, fmt.Errorf("storing the revocation list: %w", err)
 	}
-	a.setRevocations(list)
+	a.setRevocations(revocationState{list: list, gen: state.gen})
+	if a.cfg.OnRevoke != nil {
+		a.cfg.OnRevoke(ctx, serial)
+	}
 	rec = a.withStatus(rec, a.revokedMap())
 	if _, err := a.generateCRL(ctx, revocationState{list: list, digest: digestOf(raw)}); err != nil {
 		return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
@@ -244,13 +256,27 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 	return rec, nil
 }
 
-func (a *Authority) setRevocations(list []Revocation) {
-	m := make(map[string]Revocation, len(list))
-	for _, r := range list {
+func (a *Authority) setRevocations(state revocationState) {
+	m := make(map[string]Revocation, len(state.list))
+	for _, r := range state.list {
 		m[r.Serial] = r
 	}
 	a.revMu.Lock()
 	a.revoked, a.revLoadedAt = m, a.cfg.Now()
+	if state.gen != a.revGen {
+		// Forgotten while loading: usable, but loaded again next time.
+		a.revLoadedAt = time.Time{}
+	}
+	a.revMu.Unlock()
+}
+
+// ForgetRevocations drops the in-memory view of revocations, so that the
+// next check reads the revocation list from storage: another gateway on the
+// same storage revoked a certificate.
+func (a *Authority) ForgetRevocations() {
+	a.revMu.Lock()
+	a.revoked, a.revLoadedAt = nil, time.Time{}
+	a.revGen++
 	a.revMu.Unlock()
 }
 
@@ -273,7 +299,7 @@ func (a *Authority) refreshRevocations(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.setRevocations(state.list)
+	a.setRevocations(state)
 	return nil
 }
 
@@ -382,7 +408,7 @@ func (a *Authority) RegenerateCRL(ctx context.Context) (CRLInfo, error) {
 	if err != nil {
 		return CRLInfo{}, err
 	}
-	a.setRevocations(state.list)
+	a.setRevocations(state)
 	c, err := a.generateCRL(ctx, state)
 	if err != nil {
 		return CRLInfo{}, err
