@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/auditlog"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/internal/runmode"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/registry"
@@ -61,6 +62,7 @@ type App struct {
 	registry  *registry.Registry
 	logger    *zap.Logger
 	audit     *zap.Logger
+	gauges    *gaugeRefresher
 
 	// cluster is the shared state of the storage (see cluster.go), ctx the
 	// configuration's context, and storage the configuration's storage as
@@ -149,6 +151,10 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = auditlog.Logger(ctx, "bankedge.audit")
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
+	a.gauges = newGaugeRefresher(a)
 	if a.CA == nil {
 		a.CA = new(CAConfig)
 	}
@@ -316,12 +322,18 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start implements caddy.App; the CA needs no background work: CRLs are
-// renewed when asked for.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App: it starts keeping the CA's metrics current.
+// CRLs are renewed when asked for.
+func (a *App) Start() error {
+	a.gauges.start()
+	return nil
+}
 
 // Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	a.gauges.close()
+	return nil
+}
 
 // ErrNotInitialized is returned while the CA waits for manual
 // initialisation.

@@ -75,6 +75,7 @@ func (a *App) subscribe() error {
 			if auth, err := a.Authority(); err == nil {
 				auth.ForgetRevocations()
 			}
+			a.gauges.changed()
 		}},
 		{topicCA, func(cluster.Event) { go a.openCA() }},
 	}
@@ -230,8 +231,14 @@ func (h *API) unavailableError(c *call, err error) *apiError {
 	h.logger.Debug("storage unavailable", zap.String("request_id", c.audit.requestID),
 		zap.String("action", c.audit.action), zap.Error(err))
 	c.w.Header().Set("Retry-After", strconv.Itoa(int(storageRetryAfter/time.Second)))
+	return storageUnavailable(err)
+}
+
+// storageUnavailable is the refusal of an operation whose storage did not
+// answer, for both doors (the console shows it as such too).
+func storageUnavailable(err error) *apiError {
 	ae := &apiError{status: http.StatusServiceUnavailable,
-		msg: "the gateway's storage (Redis) is not answering; retry later"}
+		msg: "the gateway's storage (Redis) is not answering; retry later", cause: err}
 	var crl *crlPending
 	if errors.As(err, &crl) {
 		ae.msg = crl.Error()

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/metrics"
 )
 
 // TPP is the identity of a third-party provider read from a verified QWAC
@@ -35,6 +36,9 @@ type TPP struct {
 	NCAID      string
 	NCAName    string
 	CertSHA256 string
+
+	// meter records the requests of a TPP verified by its QWAC.
+	meter *metrics.TPPMeter
 }
 
 // HasAnyRole reports whether the TPP holds at least one of roles.
@@ -341,6 +345,7 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 			NCAID:      st.PSD2.NCAID,
 			NCAName:    st.PSD2.NCAName,
 			CertSHA256: hex.EncodeToString(sum[:]),
+			meter:      v.tppMeter(orgID, roles),
 		},
 		validUntil: validUntil,
 		base64DER:  base64.StdEncoding.EncodeToString(cert.Raw),

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/modules/cluster"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 	"github.com/bankedge/bankedge/modules/trust"
@@ -166,6 +167,9 @@ func (*QSEAL) CaddyModule() caddy.ModuleInfo {
 // Provision resolves the profile and loads the trust pool.
 func (h *QSEAL) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
 	h.now = time.Now
 	pool, err := loadTrustPool(ctx, h, "TrustPoolRaw", h.TrustPoolRaw)
 	if err != nil {
@@ -291,6 +295,7 @@ func (h *QSEAL) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	defer body.release()
 	vars := providePlaceholders(r)
 	tpp, rej := h.check(r, body)
+	markChecked(vars, nil)
 	if rej != nil {
 		refuse(w, r, vars, h.logger, rej, tpp)
 		return nil

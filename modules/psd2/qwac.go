@@ -17,6 +17,7 @@ import (
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/modules/psd2/certheader"
 	"github.com/bankedge/bankedge/modules/trust"
 )
@@ -134,6 +135,9 @@ func (*QWAC) CaddyModule() caddy.ModuleInfo {
 // Provision loads the trust pool and sets defaults.
 func (h *QWAC) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
 	pool, err := loadTrustPool(ctx, h, "TrustPoolRaw", h.TrustPoolRaw)
 	if err != nil {
 		return err
@@ -183,11 +187,14 @@ var derPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // ServeHTTP checks the transport identity and passes the request on.
 func (h *QWAC) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	vars := providePlaceholders(r)
+	m := startMeter(vars)
+	defer finishMeter(vars, m)
 	tpp, rej := h.check(r)
 	// What a load balancer put there is never forwarded; from anyone
 	// else it was never taken.
 	delete(r.Header, keyClientCert)
 	delete(r.Header, keyClientCertChain)
+	markChecked(vars, tpp)
 	if rej != nil {
 		refuse(w, r, vars, h.logger, rej, tpp)
 		return nil
@@ -234,6 +241,7 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 	if value == "" {
 		return nil, rejectPath(CertificateMissing, headerClientCertificate, "X-Client-Certificate header is missing")
 	}
+	h.verifier.meterLookup(vc != nil)
 	// Most clients send the header as base64 DER, which then equals the
 	// cached encoding of the handshake certificate: no decode needed.
 	if vc == nil || value != vc.base64DER {

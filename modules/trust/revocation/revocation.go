@@ -225,8 +225,10 @@ func (c *Checker) CheckCached(sum [32]byte, cert, issuer *x509.Certificate, pref
 	e := c.cache[sum]
 	c.mu.RUnlock()
 	if e == nil || !now.Before(e.res.Until) {
+		observeLookup(false)
 		return Result{}, false
 	}
+	observeLookup(true)
 	if now.UnixNano() >= e.refreshAt.Load() && e.refreshing.CompareAndSwap(false, true) {
 		go c.refresh(e, sum, cert, issuer, prefer)
 	}
@@ -261,7 +263,9 @@ func (c *Checker) miss(ctx context.Context, sum [32]byte, cert, issuer *x509.Cer
 
 // fetch establishes the status, caches it and returns it.
 func (c *Checker) fetch(ctx context.Context, sum [32]byte, cert, issuer *x509.Certificate, prefer Prefer) Result {
-	return c.store(sum, c.establish(ctx, cert, issuer, prefer, c.opts.Now()))
+	res := c.establish(ctx, cert, issuer, prefer, c.opts.Now())
+	observeCheck(res, prefer)
+	return c.store(sum, res)
 }
 
 // refresh renews a cached answer ahead of its end. A failure keeps the
@@ -272,6 +276,7 @@ func (c *Checker) refresh(e *entry, sum [32]byte, cert, issuer *x509.Certificate
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.FetchTimeout)
 	defer cancel()
 	res := c.establish(ctx, cert, issuer, prefer, e.res.Until)
+	observeCheck(res, prefer)
 	now := c.opts.Now()
 	switch {
 	case res.Status == Unknown:
