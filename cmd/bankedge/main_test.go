@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/bankedge/bankedge/internal/testcaddy"
 )
 
 // The test binary doubles as the bankedge binary: with BANKEDGE_TEST_MAIN
@@ -30,14 +32,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// freePort is testcaddy.FreePort as the string the environment takes.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	return fmt.Sprint(testcaddy.FreePort(t))
 }
 
 // runBankedge runs the binary with args in dir and returns its output.
