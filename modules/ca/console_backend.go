@@ -165,11 +165,18 @@ func (b consoleBackend) Certificates(ctx context.Context, f console.CertFilter) 
 	if err != nil {
 		return nil, err
 	}
-	recs, err := auth.Issued(ctx)
+	deadline := time.Now().Add(f.ExpiringWithin)
+	// The index answers partner, status and expiry; purpose is filtered
+	// here.
+	q := authority.Query{PartnerID: f.Partner, Status: f.Status}
+	if f.ExpiringWithin > 0 {
+		q.ExpiresBefore = deadline
+	}
+	page, err := auth.Query(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(f.ExpiringWithin)
+	recs := page.Records
 	out := recs[:0]
 	for _, r := range recs {
 		switch {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
@@ -392,26 +393,44 @@ func (h *API) truststore(c *call) error {
 	return nil
 }
 
-// GET /api/v1/certificates/ca/issued[?partnerId=…&status=…]
+// maxIssuedPage is the default and the largest page of the inventory.
+const maxIssuedPage = 1000
+
+// GET /api/v1/certificates/ca/issued[?partnerId=…&status=…&limit=…&cursor=…]:
+// a page of the inventory, newest first. When records remain, a Link
+// header (RFC 8288) gives the next page's address: the same query with
+// the cursor of the next page.
 func (h *API) issued(c *call) error {
 	auth, err := h.authority()
 	if err != nil {
 		return err
 	}
-	recs, err := auth.Issued(c.r.Context())
+	limit := maxIssuedPage
+	if s := c.param("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxIssuedPage {
+			return fail(http.StatusBadRequest, "limit must be a whole number from 1 to %d", maxIssuedPage)
+		}
+		limit = n
+	}
+	page, err := auth.Query(c.r.Context(), authority.Query{
+		PartnerID: c.param("partnerId"), Status: c.param("status"), Limit: limit, Cursor: c.param("cursor"),
+	})
+	if errors.Is(err, authority.ErrBadCursor) {
+		return fail(http.StatusBadRequest, "cursor is not one this API gave: ask for the first page again")
+	}
 	if err != nil {
 		return err
 	}
-	partner, status := c.param("partnerId"), c.param("status")
-	out := make([]authority.Record, 0, len(recs))
-	for _, r := range recs {
-		if partner != "" && r.PartnerID != partner || status != "" && r.Status != status {
-			continue
-		}
-		r.DER = nil
-		out = append(out, r)
+	if page.Next != "" {
+		q := c.r.URL.Query()
+		q.Set("cursor", page.Next)
+		c.w.Header().Set("Link", "</api/v1/certificates/ca/issued?"+q.Encode()+`>; rel="next"`)
 	}
-	writeJSON(c.w, http.StatusOK, out)
+	for i := range page.Records {
+		page.Records[i].DER = nil
+	}
+	writeJSON(c.w, http.StatusOK, page.Records)
 	return nil
 }
 
