@@ -399,25 +399,38 @@ func (a *Authority) rebuildLocked(ctx context.Context) (int, error) {
 	for _, k := range intents {
 		_ = a.cfg.Storage.Delete(ctx, k)
 	}
-	if hadOld {
-		a.segs.dropPrefix(a.genDir(old.Generation))
-		if err := a.deleteTree(ctx, a.genDir(old.Generation)); err != nil {
-			a.logger().Warn("removing the previous inventory index", zap.Error(err))
+	// The previous generation, and any a crashed build left.
+	for _, n := range a.generations(ctx) {
+		if n == g {
+			continue
+		}
+		a.segs.dropPrefix(a.genDir(n))
+		if err := a.deleteTree(ctx, a.genDir(n)); err != nil {
+			a.logger().Warn("removing a previous inventory index", zap.Int("generation", n), zap.Error(err))
 		}
 	}
 	return len(sums), nil
 }
 
+// generations lists the index generations present in storage.
+func (a *Authority) generations(ctx context.Context) []int {
+	keys, _ := a.cfg.Storage.List(ctx, a.cfg.key("index"), false)
+	var out []int
+	for _, k := range keys {
+		var n int
+		if _, err := fmt.Sscanf(path.Base(k), "g%d", &n); err == nil && path.Base(k) == fmt.Sprintf("g%d", n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // freeGeneration returns a generation number above those present in
 // storage.
 func (a *Authority) freeGeneration(ctx context.Context) int {
-	keys, _ := a.cfg.Storage.List(ctx, a.cfg.key("index"), false)
 	g := 1
-	for _, k := range keys {
-		var n int
-		if _, err := fmt.Sscanf(path.Base(k), "g%d", &n); err == nil && n >= g {
-			g = n + 1
-		}
+	for _, n := range a.generations(ctx) {
+		g = max(g, n+1)
 	}
 	return g
 }

@@ -127,6 +127,19 @@ func (m matcher) want() int {
 // revocation log, whichever reads least; with the records of issuances
 // still in progress merged in.
 func (a *Authority) Query(ctx context.Context, q Query) (Page, error) {
+	p, err := a.query(ctx, q)
+	if errors.Is(err, errIndexReplaced) {
+		// Another instance rebuilt the index while this one read it.
+		p, err = a.query(ctx, q)
+	}
+	return p, err
+}
+
+// errIndexReplaced reports a sealed index segment that is gone: only a
+// rebuild, which replaces the generation, removes them.
+var errIndexReplaced = errors.New("the inventory index was rebuilt while it was read")
+
+func (a *Authority) query(ctx context.Context, q Query) (Page, error) {
 	cur, err := parseCursor(q.Cursor)
 	if err != nil {
 		return Page{}, err
@@ -239,8 +252,7 @@ func (a *Authority) walk(ctx context.Context, dir string, m matcher) ([]summary,
 		}
 		seg, err := loadSegment[summary](ctx, a, dir, h.segs[i], true)
 		if errors.Is(err, fs.ErrNotExist) {
-			entries = nil
-			continue
+			return nil, errIndexReplaced
 		}
 		if err != nil {
 			return nil, err
@@ -304,14 +316,21 @@ func (a *Authority) scan(ctx context.Context, ist indexState, m matcher) ([]summ
 	}
 	var cands []summary
 	for _, b := range buckets {
-		for i, n := range b.segs {
-			seg, err := loadSegment[summary](ctx, a, b.dir, n, i < len(b.segs)-1)
+		// From the newest: the first that exists is the head, the others
+		// are sealed (a listed head may be missing after a crash on Redis).
+		headSeen := false
+		for i := len(b.segs) - 1; i >= 0; i-- {
+			seg, err := loadSegment[summary](ctx, a, b.dir, b.segs[i], headSeen)
 			if errors.Is(err, fs.ErrNotExist) {
+				if headSeen {
+					return nil, errIndexReplaced
+				}
 				continue
 			}
 			if err != nil {
 				return nil, err
 			}
+			headSeen = true
 			for _, s := range seg.seg.Entries {
 				if s = s.normalized(); m.match(s) {
 					cands = append(cands, s)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -116,6 +117,12 @@ type sealedRevocations struct {
 	segs     []int
 	list     []Revocation
 	bySerial map[string]int
+
+	// der is the CRL encoding of list (crlEntries), made once.
+	encodeOnce sync.Once
+	der        []byte
+	derCount   int
+	derErr     error
 }
 
 func (s revocationState) get(serial string) (Revocation, bool) {
