@@ -24,6 +24,7 @@ import (
 	"io/fs"
 	"math/big"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -119,6 +120,9 @@ type Config struct {
 	// decides, whoever made it: with the issued certificate, or with the
 	// refusal. The bankedge app writes it to the audit log.
 	OnIssue func(ctx context.Context, req Request, cert *x509.Certificate, err error)
+	// OnRevoke, when set, is told of every revocation once it is in force
+	// (stored), whoever made it; the bankedge app tells the other gateways.
+	OnRevoke func(ctx context.Context, serial *big.Int)
 	// Logger, when set, is told of the repairs of storage done at start
 	// and of index writes that failed after an issuance.
 	Logger *zap.Logger
@@ -145,9 +149,13 @@ type Authority struct {
 
 	// revView is the view of revocations that handshakes consult, and
 	// revSealed the revocations of the immutable segments of the
-	// revocation log as last read.
+	// revocation log as last read. revMu orders the changes of revView
+	// with revGen, which counts ForgetRevocations calls, so that a load
+	// that started before one does not pass for fresh after it.
 	revView   atomic.Pointer[revocationView]
 	revSealed atomic.Pointer[sealedRevocations]
+	revMu     sync.Mutex
+	revGen    uint64
 	// segs caches the immutable segments read from storage.
 	segs *segCache
 	// indexSegSize and revSegSize are the segment sizes of the index and

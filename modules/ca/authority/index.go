@@ -82,9 +82,11 @@ type summary struct {
 	IssuedBy  string    `json:"issuedBy,omitempty"`
 }
 
+// summaryOf is the summary of rec, its serial in SerialString notation:
+// the index holds no other, so that readers compare serials as they are.
 func summaryOf(rec Record) summary {
 	return summary{Serial: rec.Serial, Subject: rec.Subject, PartnerID: rec.PartnerID, Purpose: rec.Purpose,
-		NotBefore: rec.NotBefore, NotAfter: rec.NotAfter, IssuedAt: rec.IssuedAt, IssuedBy: rec.IssuedBy}
+		NotBefore: rec.NotBefore, NotAfter: rec.NotAfter, IssuedAt: rec.IssuedAt, IssuedBy: rec.IssuedBy}.normalized()
 }
 
 func (s summary) record() Record {

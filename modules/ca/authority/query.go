@@ -232,13 +232,15 @@ func (a *Authority) walk(ctx context.Context, dir string, m matcher) ([]summary,
 	var out []summary
 	entries := h.head.seg.Entries
 	for i := len(h.segs) - 1; ; {
-		for j := len(entries) - 1; j >= 0; j-- {
-			s := entries[j].normalized()
-			if !m.match(s) {
-				continue
-			}
-			if out = append(out, s); len(out) == m.want() {
-				return out, nil
+		// Entries are oldest first: when the oldest does not come after
+		// the cursor, none does.
+		if len(entries) > 0 && m.cur.before(entries[0]) {
+			for j := len(entries) - 1; j >= 0; j-- {
+				if s := entries[j]; m.match(s) {
+					if out = append(out, s); len(out) == m.want() {
+						return out, nil
+					}
+				}
 			}
 		}
 		// The next older segment; those below the head are sealed.
@@ -332,7 +334,7 @@ func (a *Authority) scan(ctx context.Context, ist indexState, m matcher) ([]summ
 			}
 			headSeen = true
 			for _, s := range seg.seg.Entries {
-				if s = s.normalized(); m.match(s) {
+				if m.match(s) {
 					cands = append(cands, s)
 				}
 			}

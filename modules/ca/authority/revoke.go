@@ -89,9 +89,9 @@ const (
 	revocationsDir        = "revocations"
 	legacyRevocationsName = "revocations.json"
 	crlName               = "crl.json"
-	// revocationSegmentSize bounds what a revocation rewrites: about
-	// 150 KB of JSON.
-	revocationSegmentSize = 1024
+	// revocationSegmentSize bounds what a revocation rewrites, and what
+	// every read of the log decodes: about 40 KB of JSON.
+	revocationSegmentSize = 256
 )
 
 // revocationState is the revocation log as stored.
@@ -109,6 +109,8 @@ type revocationState struct {
 	// legacy is set when the revocations come from revocations.json, which
 	// has not been moved into the log yet.
 	legacy bool
+	// gen is revGen when the load started.
+	gen uint64
 }
 
 // sealedRevocations are the revocations of the immutable segments of the
@@ -166,14 +168,21 @@ func digestOf(raw []byte) string {
 // loadRevocations reads the revocation log: one List, one Load of the
 // head, and Loads of the sealed segments this instance has not read yet.
 func (a *Authority) loadRevocations(ctx context.Context) (revocationState, error) {
+	a.revMu.Lock()
+	gen := a.revGen
+	a.revMu.Unlock()
 	h, err := loadHead[Revocation](ctx, a, a.cfg.key(revocationsDir))
 	if err != nil {
 		return revocationState{}, fmt.Errorf("loading the revocation log: %w", err)
 	}
+	var st revocationState
 	if h.n < 0 {
-		return a.loadLegacyRevocations(ctx)
+		st, err = a.loadLegacyRevocations(ctx)
+	} else {
+		st, err = a.stateOf(ctx, h)
 	}
-	return a.stateOf(ctx, h)
+	st.gen = gen
+	return st, err
 }
 
 // stateOf builds the state of the log whose head is h.
@@ -357,10 +366,15 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 	if err != nil {
 		return Record{}, fmt.Errorf("storing the revocation: %w", err)
 	}
+	gen := state.gen
 	if state, err = a.stateOf(ctx, h); err != nil {
 		return Record{}, err
 	}
+	state.gen = gen
 	a.setRevocations(state)
+	if a.cfg.OnRevoke != nil {
+		a.cfg.OnRevoke(ctx, serial)
+	}
 	rec = a.withStatus(rec, state)
 	if _, err := a.generateCRL(ctx, state); err != nil {
 		return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
@@ -376,7 +390,24 @@ type revocationView struct {
 }
 
 func (a *Authority) setRevocations(state revocationState) {
-	a.revView.Store(&revocationView{state: state, loadedAt: a.cfg.Now()})
+	v := &revocationView{state: state, loadedAt: a.cfg.Now()}
+	a.revMu.Lock()
+	defer a.revMu.Unlock()
+	if state.gen != a.revGen {
+		// Forgotten while loading: usable, but loaded again next time.
+		v.loadedAt = time.Time{}
+	}
+	a.revView.Store(v)
+}
+
+// ForgetRevocations drops the in-memory view of revocations, so that the
+// next check reads the revocation log from storage: another gateway on the
+// same storage revoked a certificate.
+func (a *Authority) ForgetRevocations() {
+	a.revMu.Lock()
+	defer a.revMu.Unlock()
+	a.revGen++
+	a.revView.Store(nil)
 }
 
 // refreshRevocations reloads the revocation log when the in-memory view

@@ -133,6 +133,6 @@ func fillPartners(b *testing.B, st certmagic.Storage, n int, hash string) []stri
 	if err := failed.Load(); err != nil {
 		b.Fatal(*err)
 	}
-	b.Logf("wrote %d partner records in %v", n, time.Since(start).Round(time.Millisecond))
+	b.Logf("%s: wrote %d partner records in %v", b.Name(), n, time.Since(start).Round(time.Millisecond))
 	return ids
 }
