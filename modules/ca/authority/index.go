@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -126,8 +127,14 @@ func (a *Authority) genDir(g int) string { return a.cfg.key(fmt.Sprintf("index/g
 func (a *Authority) allDir(g int) string { return a.genDir(g) + "/all" }
 func (a *Authority) partnerDir(g int, id string) string {
 	// Hex: partner ids may hold any character, and a case-insensitive file
-	// system must not merge BANK and bank.
-	return a.genDir(g) + "/partner/" + hex.EncodeToString([]byte(id))
+	// system must not merge BANK and bank. Ids too long for a file name
+	// are named by their SHA-256 (the entries carry the id).
+	name := hex.EncodeToString([]byte(id))
+	if len(name) > 128 {
+		sum := sha256.Sum256([]byte(id))
+		name = "sha256-" + hex.EncodeToString(sum[:])
+	}
+	return a.genDir(g) + "/partner/" + name
 }
 func (a *Authority) expiryRoot(g int) string { return a.genDir(g) + "/expiry" }
 func expiryMonth(t time.Time) string         { return t.UTC().Format("2006-01") }
@@ -302,6 +309,10 @@ func (a *Authority) repairPending(ctx context.Context, ist indexState) error {
 		rec, err := a.loadRecord(ctx, serial)
 		switch {
 		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, errBadRecord):
+			// A record that cannot be read cannot be listed either; it
+			// must not stop every later issuance.
+			a.logger().Error("an interrupted issuance left an unreadable record; it is not indexed", zap.String("serial", sums[i].Serial), zap.Error(err))
 		case err != nil:
 			return err
 		default:

@@ -59,7 +59,7 @@ func openOn(t *testing.T, st certmagic.Storage, clk *fakeClock) *Authority {
 // issueFor issues a CLIENT certificate for partner.
 func issueFor(t *testing.T, a *Authority, pub crypto.PublicKey, partner string, validity time.Duration) *x509.Certificate {
 	t.Helper()
-	cert, err := a.Issue(context.Background(), Request{PublicKey: pub, Template: &x509.Certificate{Subject: pkix.Name{CommonName: "holder " + partner}},
+	cert, err := a.Issue(context.Background(), Request{PublicKey: pub, Template: &x509.Certificate{Subject: pkix.Name{CommonName: "holder"}},
 		Purpose: PurposeClient, Validity: validity, PartnerID: partner, IssuedBy: "tester"})
 	if err != nil {
 		t.Fatalf("Issue for %s: %v", partner, err)
@@ -615,5 +615,31 @@ func TestLegacyRevocationListReadBeforeMove(t *testing.T) {
 	}
 	if got := collect(t, ro, Query{Status: StatusRevoked}); len(got) != 1 {
 		t.Fatalf("revoked: %v", serialsOf(got))
+	}
+}
+
+// TestOddPartnersAndRecordsDoNotStopIssuance: a partner id too long for a
+// file name is indexed under its digest, and an interrupted issuance whose
+// record is unreadable is dropped from repair instead of failing every
+// later issuance.
+func TestOddPartnersAndRecordsDoNotStopIssuance(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock()
+	a, _ := newCA(t, func(c *Config) { c.Now = clk.Now })
+	pub := mustECDSA(t, elliptic.P256()).Public()
+	long := strings.Repeat("Ünïcode/..\\partner ", 12)
+	c := issueFor(t, a, pub, long, time.Hour)
+	if got := collect(t, a, Query{PartnerID: long}); len(got) != 1 || got[0].Serial != SerialString(c.SerialNumber) {
+		t.Fatalf("partner with a long id: %v", serialsOf(got))
+	}
+	broken := crashIssue(t, a, "BANK_A", 2)
+	if err := a.cfg.Storage.Store(ctx, a.recordKey(broken.SerialNumber), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	issueFor(t, a, pub, "BANK_A", time.Hour)
+	if keys := listKeys(t, a.cfg.Storage, "index/pending"); len(keys) != 0 {
+		t.Errorf("intents left: %v", keys)
 	}
 }

@@ -466,10 +466,13 @@ func (a *Authority) loadRecord(ctx context.Context, serial *big.Int) (Record, er
 	}
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return Record{}, err
+		return Record{}, fmt.Errorf("%w: %s: %v", errBadRecord, SerialString(serial), err)
 	}
 	return rec, nil
 }
+
+// errBadRecord is an inventory record that is not JSON of a record.
+var errBadRecord = errors.New("unreadable inventory record")
 
 // Lookup returns the inventory record of a serial, or ErrNotFound, with
 // its revocation as currently stored.
