@@ -511,15 +511,19 @@ func (a *Authority) loadEach(ctx context.Context, keys []string, fn func(key str
 // repair brings storage up to date at start: it moves revocations.json
 // into the revocation log, builds the index if it is missing, and
 // completes interrupted issuances. In the usual case it costs three small
-// reads. Failures are logged: reads stay correct without the repair, and
+// reads (and, where a revocations.json of an earlier version is kept, a
+// read of it). Failures are logged: reads stay correct without the repair, and
 // the next start or write tries again.
 func (a *Authority) repair(ctx context.Context) {
 	if a.cfg.Storage.Exists(ctx, a.cfg.key(legacyRevocationsName)) {
-		err := a.withLock(ctx, "revocations", func() error { return a.migrateLegacyRevocations(ctx) })
+		_, moved, err := a.legacyMoved(ctx)
+		if err == nil && !moved {
+			if err = a.withLock(ctx, "revocations", func() error { return a.migrateLegacyRevocations(ctx) }); err == nil {
+				a.logger().Info("moved the revocations of revocations.json into the revocation log")
+			}
+		}
 		if err != nil {
-			a.logger().Error("moving revocations.json into the revocation log; it is read as before meanwhile", zap.Error(err))
-		} else {
-			a.logger().Info("moved revocations.json into the revocation log")
+			a.logger().Error("moving revocations.json into the revocation log; the next start tries again", zap.Error(err))
 		}
 	}
 	_, ok, err := a.loadIndexState(ctx)

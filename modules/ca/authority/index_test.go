@@ -573,8 +573,9 @@ func TestLegacyRevocationListMoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Exists(ctx, "bankedge/ca/revocations.json") {
-		t.Error("revocations.json is still there")
+	// Kept, unchanged, for gateways of the previous version.
+	if kept, err := st.Load(ctx, "bankedge/ca/revocations.json"); err != nil || string(kept) != string(legacy) {
+		t.Errorf("revocations.json after the move: %q, %v", kept, err)
 	}
 	state, err := b.loadRevocations(ctx)
 	if err != nil || state.len() != 2 || state.legacy {
@@ -591,6 +592,33 @@ func TestLegacyRevocationListMoved(t *testing.T) {
 		if r, err := b.IsRevoked(ctx, s); err != nil || r != want {
 			t.Errorf("IsRevoked(%x) = %v, %v", s, r, err)
 		}
+	}
+	// A start with nothing new to move moves nothing.
+	if _, _, err := Open(ctx, testConfig(dir), false); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.loadRevocations(ctx); n.len() != 2 {
+		t.Fatalf("%d revocations after another start", n.len())
+	}
+	// A gateway of the previous version revokes during the upgrade: the
+	// next start moves that revocation too.
+	legacy, _ = json.Marshal([]Revocation{
+		{Serial: SerialString(one.SerialNumber), RevokedAt: at, Reason: 1},
+		{Serial: SerialString(two.SerialNumber), RevokedAt: at, Reason: 4},
+		{Serial: SerialString(kept.SerialNumber), RevokedAt: at, Reason: 5},
+	})
+	if err := st.Store(ctx, "bankedge/ca/revocations.json", legacy); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := Open(ctx, testConfig(dir), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.IsRevoked(ctx, kept.SerialNumber); err != nil || !r {
+		t.Errorf("a revocation made by a previous version during the upgrade: %v, %v", r, err)
+	}
+	if n, _ := c.loadRevocations(ctx); n.len() != 3 {
+		t.Errorf("%d revocations, want 3", n.len())
 	}
 }
 

@@ -84,10 +84,12 @@ func ReasonName(n int) string {
 //
 // Before the log, revocations were one list, revocations.json, rewritten
 // on every revocation. Opening the CA moves such a list into the log (see
-// migrateLegacyRevocations); until then it is read as the log.
+// migrateLegacyRevocations); until then, when the log is empty, it is read
+// as the log.
 const (
 	revocationsDir        = "revocations"
 	legacyRevocationsName = "revocations.json"
+	legacyMovedName       = "revocations.json.moved"
 	crlName               = "crl.json"
 	// revocationSegmentSize bounds what a revocation rewrites, and what
 	// every read of the log decodes: about 40 KB of JSON.
@@ -266,12 +268,17 @@ func (a *Authority) loadLegacyRevocations(ctx context.Context) (revocationState,
 // migrateLegacyRevocations moves revocations.json into the log: the
 // revocations it holds that the log lacks are appended (with the issue
 // time and partner of their records, for the inventory's revoked view),
-// then the list is deleted. A crash in between leaves the list, and the
-// next start appends only what is still missing. The caller holds the
+// then the list's digest is recorded in revocations.json.moved. The list
+// is left in place and no longer written, so that a gateway of the
+// previous version still sharing the storage during an upgrade keeps
+// refusing what was revoked before it; what such a gateway revokes
+// meanwhile changes the list, which the next start of this version
+// merges. A crash half-way leaves no record of the move, and the next
+// start appends only what is still missing. The caller holds the
 // revocation lock.
 func (a *Authority) migrateLegacyRevocations(ctx context.Context) error {
-	old, err := a.loadLegacyRevocations(ctx)
-	if err != nil || !old.legacy {
+	old, moved, err := a.legacyMoved(ctx)
+	if err != nil || moved || !old.legacy {
 		return err
 	}
 	h, err := loadHead[Revocation](ctx, a, a.cfg.key(revocationsDir))
@@ -299,10 +306,24 @@ func (a *Authority) migrateLegacyRevocations(ctx context.Context) error {
 			return fmt.Errorf("moving revocations.json into the revocation log: %w", err)
 		}
 	}
-	if err := a.cfg.Storage.Delete(ctx, a.cfg.key(legacyRevocationsName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing revocations.json, now in the revocation log: %w", err)
+	if err := a.store(ctx, legacyMovedName, []byte(old.digest)); err != nil {
+		return fmt.Errorf("recording that revocations.json is in the revocation log: %w", err)
 	}
 	return nil
+}
+
+// legacyMoved reads revocations.json and reports whether the log has
+// what it holds (revocations.json.moved names its content).
+func (a *Authority) legacyMoved(ctx context.Context) (revocationState, bool, error) {
+	old, err := a.loadLegacyRevocations(ctx)
+	if err != nil || !old.legacy {
+		return old, true, err
+	}
+	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(legacyMovedName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return old, false, err
+	}
+	return old, string(b) == old.digest, nil
 }
 
 // Errors of revocation.
