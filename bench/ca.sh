@@ -92,6 +92,7 @@ row() { printf '%-52s %-6s %-24s %-24s %s\n' "$@"; }
 		row "  status=expired, 50 (cold)" "$s" "$(med "$f" "$s/inventory-expired-50") ($(med "$f" "$s/inventory-expired-50-cold" | cut -d' ' -f1-2))" "" ""
 		row "  status=revoked, 50" "$s" "$(med "$f" "$s/inventory-revoked-50")" "" ""
 		row "  first page of 1000 / half-way page of 1000" "$s" "$(med "$f" "$s/inventory-first-page-1000" | cut -d' ' -f1-2) / $(med "$f" "$s/inventory-middle-page-1000" | cut -d' ' -f1-2)" "" ""
+		row "  the whole inventory (Issued, the CA gauges)" "$s" "$(med "$f" "$s/inventory-all")" "" ""
 		v=$(med "$f" "$s/revoke-with-crl")
 		row "revoke one, $REVOKED+ revoked, incl. the new CRL" "$s" "$v" "$(med "$f" "$s/revoke-with-crl-before-log")" "≤ 100 ms $(verdict "$v" 100)"
 		v=$(med "$f" "$s/revoke-with-crl-cold")

@@ -225,12 +225,14 @@ func timed(b *testing.B, before func(), op func() error) {
 // bankedge app does it at start, which reads the revocation log), nothing
 // of the index cached.
 func (fx *scaleFixture) cold() {
+	// Open's work but the key's decryption (100 ms of PBKDF2, which would
+	// make the cold rows take minutes): the same storage reads.
 	ctx := context.Background()
-	a, _, err := Open(ctx, fx.a.cfg, false)
-	if err == nil {
-		_, err = a.CRL(ctx)
-	}
-	if err != nil {
+	old := fx.a
+	a := &Authority{cfg: old.cfg, cert: old.cert, certPEM: old.certPEM, key: old.key, segs: newSegCache(defaultSegCacheEntries),
+		indexSegSize: old.indexSegSize, revSegSize: old.revSegSize}
+	a.repair(ctx)
+	if _, err := a.CRL(ctx); err != nil {
 		panic(err)
 	}
 	fx.a = a
@@ -274,6 +276,8 @@ func benchInventory(b *testing.B, fx *scaleFixture) {
 		{"inventory-expired-50", nil, fx.page(Query{Status: StatusExpired, Limit: 50}, 50)},
 		{"inventory-expired-50-cold", fx.cold, fx.page(Query{Status: StatusExpired, Limit: 50}, 50)},
 		{"inventory-revoked-50", nil, fx.page(Query{Status: StatusRevoked, Limit: 50}, 50)},
+		// The whole inventory at once (Issued), as the CA gauges read it.
+		{"inventory-all", nil, fx.page(Query{}, fx.sz.certs)},
 	} {
 		b.Run(c.name, func(b *testing.B) { timed(b, c.before, c.op) })
 	}
