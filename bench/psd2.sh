@@ -4,7 +4,12 @@
 # in one run with interleaved A/B repetitions, next to the crypto floor
 # measured on the gateway's CPU in the same run. Prints the PSD2 rows of
 # issue 12: server CPU added per request, the capacity ratio against plain
-# Caddy per run, and whether each row meets its target.
+# Caddy per run, and whether each row meets its target. A third variant,
+# the same gateway in a second process on Redis storage (its replay check
+# is then one SET NX PX to Redis, shared by every gateway), runs in the
+# same interleaved sequence; its rows (issue 9) give the gateway CPU the
+# shared replay check adds per request against the in-process one, and the
+# Redis commands per request. REDIS=0, or no redis-server, leaves it out.
 #
 #   bench/psd2.sh                          # RSA-2048/3072/4096, keep-alive and new connection, 3 × 10 s per cell
 #   RUNS=5 DURATION=15s bench/psd2.sh
@@ -41,6 +46,14 @@ GW_PORT=${GW_PORT:-28444}
 UP_PORT=${UP_PORT:-29000}
 ADMIN_PORT=${ADMIN_PORT:-28449} # only with PROFILE, for /debug/pprof
 LOG_EXCLUDE=${LOG_EXCLUDE:-}    # logger names the default log drops, e.g. http.handlers.reverse_proxy (see README)
+REDIS=${REDIS:-1}               # the third variant: the gateway on Redis storage
+REDIS_GW_PORT=${REDIS_GW_PORT:-28445}
+REDIS_PORT=${REDIS_PORT:-28379}
+REDIS_FSYNC=${REDIS_FSYNC:-everysec} # appendfsync of the benchmark's Redis: always adds its disk's fsync latency to every claim
+if [ "$REDIS" = 1 ] && ! command -v redis-server >/dev/null; then
+	echo "redis-server is not installed (Debian package redis-server): the Redis variant is left out" >&2
+	REDIS=0
+fi
 
 out=out/psd2-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out" bin
@@ -116,9 +129,29 @@ https://localhost:$GW_PORT {
 }
 CADDY
 
+# The third variant: the gateway site alone, in its own process, on Redis
+# storage; nothing else differs (its replay store is the Redis one by
+# default).
+if [ "$REDIS" = 1 ]; then
+	sed -n '/^https:\/\/localhost:'"$GW_PORT"' {/,/^}/p' "$out/Caddyfile" | sed "s/localhost:$GW_PORT/localhost:$REDIS_GW_PORT/" >"$out/site-redis"
+	{
+		printf '{\n\tadmin off\n\tpersist_config off\n\tskip_install_trust\n\tstorage redis {\n\t\taddress 127.0.0.1:%s\n\t\tkey_prefix bench\n\t}\n' "$REDIS_PORT"
+		printf '\tlog {\n\t\tlevel ERROR%s\n\t}\n}\n' "$log_exclude"
+		sed -n '/^(mtls) {/,/^}/p' "$out/Caddyfile"
+		cat "$out/site-redis"
+	} >"$out/Caddyfile.redis"
+fi
+
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
+if [ "$REDIS" = 1 ]; then
+	mkdir -p "$out/redis"
+	$(on 1) redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$PWD/$out/redis" --appendonly yes \
+		--appendfsync "$REDIS_FSYNC" --save "" --maxmemory-policy noeviction --logfile "$PWD/$out/redis/redis.log" &
+	pids+=($!)
+	wait_port 127.0.0.1 "$REDIS_PORT"
+fi
 $(on 1) bin/upstream -listen 127.0.0.1:$UP_PORT &
 pids+=($!)
 server_godebug=${GODEBUG:-}
@@ -135,6 +168,32 @@ pids+=($server)
 wait_port 127.0.0.1 $PLAIN_PORT
 wait_port 127.0.0.1 $GW_PORT
 wait_port 127.0.0.1 $UP_PORT
+routes="plain gw"
+if [ "$REDIS" = 1 ]; then
+	GODEBUG=$server_godebug XDG_DATA_HOME=$PWD/$out/xdg-redis XDG_CONFIG_HOME=$PWD/$out/xdg-redis $(on 0) bin/bankedge run --config "$out/Caddyfile.redis" --adapter caddyfile >"$out/caddy-redis.log" 2>&1 &
+	server_redis=$!
+	pids+=($server_redis)
+	wait_port 127.0.0.1 $REDIS_GW_PORT
+	routes="plain gw redis"
+fi
+
+# redis_calls: the commands Redis has served (INFO commandstats, all
+# commands but INFO itself) and the SETs among them, as "calls sets".
+redis_calls() {
+	python3 - "$REDIS_PORT" <<'PY'
+import re, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+data = b""
+while True:
+    data += s.recv(65536)
+    m = re.match(rb"\$(\d+)\r\n", data)
+    if m and len(data) >= m.end() + int(m.group(1)):
+        break
+calls = {k.decode(): int(v) for k, v in re.findall(rb"cmdstat_(\w+):calls=(\d+)", data)}
+print(sum(v for k, v in calls.items() if k != "info"), calls.get("set", 0))
+PY
+}
 
 # Bodies: minified JSON of the given size (what a Piraeus TPP sends).
 make_body() {
@@ -158,6 +217,7 @@ targets() { # body key -> targets file for the gateway; the plain file differs o
 		bin/bankedge tpp sign --profile piraeus --qwac "$pki/$key/qwac.pem" --qseal "$pki/$key/qseal.pem" \
 			--data @"$f.body.json" --vegeta $n https://localhost:$GW_PORT/v1/payments/sepa-credit-transfers >"$f.gw.json"
 		sed "s/localhost:$GW_PORT/localhost:$PLAIN_PORT/" "$f.gw.json" >"$f.plain.json"
+		sed "s/localhost:$GW_PORT/localhost:$REDIS_GW_PORT/" "$f.gw.json" >"$f.redis.json"
 	fi
 	echo "$f"
 }
@@ -264,13 +324,16 @@ for scenario in $SCENARIOS; do
 		for key in $KEYS; do
 			tf=$(targets "$body" "$key")
 			cell="$scenario/$body/rsa$key"
-			for route in plain gw; do attack "$scenario" "$tf.$route.json" "$key" "$WARMUP" /dev/null; done
+			for route in $routes; do attack "$scenario" "$tf.$route.json" "$key" "$WARMUP" /dev/null; done
 			for run in $(seq "$RUNS"); do
-				for route in plain gw; do
+				for route in $routes; do
 					res=$out/res-${scenario}-${body}-${key}-${route}-$run.bin
-					t0=$(cpu_ticks $server) s0=$(steal_jiffies) l=$(load1) w0=$(date +%s%N)
+					pid=$server r0="0 0" r1="0 0"
+					if [ "$route" = redis ]; then pid=$server_redis r0=$(redis_calls); fi
+					t0=$(cpu_ticks $pid) s0=$(steal_jiffies) l=$(load1) w0=$(date +%s%N)
 					attack "$scenario" "$tf.$route.json" "$key" "$DURATION" "$res"
-					t1=$(cpu_ticks $server) s1=$(steal_jiffies) w1=$(date +%s%N)
+					t1=$(cpu_ticks $pid) s1=$(steal_jiffies) w1=$(date +%s%N)
+					if [ "$route" = redis ]; then r1=$(redis_calls); fi
 					bin/vegeta report -type=json "$res" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -282,8 +345,11 @@ print(sys.argv[1], "ok=%d" % ok, "req=%d" % r["requests"], "rps=%.1f" % r["throu
       "p50_ms=%.2f" % (r["latencies"]["50th"] / 1e6), "p99_ms=%.2f" % (r["latencies"]["99th"] / 1e6),
       "cpu_s=%.2f" % cpu, "us_per_req=%.1f" % (cpu * 1e6 / ok if ok else 0),
       "codes=%s" % ",".join("%s:%d" % kv for kv in sorted(r["status_codes"].items())),
-      "load1=%s" % sys.argv[4], "steal_pct=%.1f" % (100 * int(sys.argv[5]) / clk / ncpu / wall if wall else 0))
-' "$cell $route run$run" $((t1 - t0)) "$clk" "$l" $((s1 - s0)) "$ncpu" $((w1 - w0)) | tee -a "$results"
+      "load1=%s" % sys.argv[4], "steal_pct=%.1f" % (100 * int(sys.argv[5]) / clk / ncpu / wall if wall else 0),
+      "redis_cmds_per_req=%.3f" % (int(sys.argv[8]) / r["requests"] if r["requests"] else 0),
+      "redis_sets_per_req=%.3f" % (int(sys.argv[9]) / r["requests"] if r["requests"] else 0))
+' "$cell $route run$run" $((t1 - t0)) "$clk" "$l" $((s1 - s0)) "$ncpu" $((w1 - w0)) \
+	$(($(echo "$r1" | cut -d' ' -f1) - $(echo "$r0" | cut -d' ' -f1))) $(($(echo "$r1" | cut -d' ' -f2) - $(echo "$r0" | cut -d' ' -f2))) | tee -a "$results"
 				done
 				echo "$cell floor run$run $($(on 0) bin/psd2floor -targets "$tf.gw.json" -profile piraeus -time "$FLOOR_TIME")" | tee -a "$results"
 			done
@@ -341,4 +407,25 @@ for cell, routes in cells.items():
                                                     min(n[1] for n in noise), max(n[1] for n in noise)))
     bad = [g[r]["codes"] for r in runs if any(not c.startswith("200:") for c in g[r]["codes"].split(","))]
     if bad: print("   non-200 answers on the gateway:", bad)
+# Issue 9: the gateway on Redis storage against the same gateway in
+# process, per interleaved run: the CPU the shared replay check adds.
+redis_cells = [(c, r) for c, r in cells.items() if "redis" in r]
+if redis_cells:
+    print()
+    print("== the gateway on Redis storage (replay ids in Redis) against the same gateway in process, gateway CPU per request")
+    fmt2 = "{:<24} {:>7} {:>7} {:>11} {:>17} {:>10} {:>8}  {}"
+    print(fmt2.format("cell", "gw", "redis", "Δ µs", "Δ per run", "cmds/req", "SET/req", "target"))
+    for cell, routes in redis_cells:
+        g, rd = routes.get("gw", {}), routes["redis"]
+        runs = [r for r in g if r in rd]
+        if not runs: continue
+        gu = [float(g[r]["us_per_req"]) for r in runs]; ru = [float(rd[r]["us_per_req"]) for r in runs]
+        d = [b - a for a, b in zip(gu, ru)]
+        cmds = [float(rd[r]["redis_cmds_per_req"]) for r in runs]; sets = [float(rd[r]["redis_sets_per_req"]) for r in runs]
+        ok = med(d) <= 15 and max(cmds) <= 1.01
+        print(fmt2.format(cell, "%.0f" % med(gu), "%.0f" % med(ru), "%+.1f" % med(d), " ".join("%+.0f" % x for x in d),
+                          "%.2f" % med(cmds), "%.2f" % med(sets), "Δ ≤ +15, 1 round trip: " + ("meets" if ok else "MISSES")))
+        print(fmt2.format("", rng(gu), rng(ru), rng(d, "%+.0f"), "", "", "", ""))
+        bad = [rd[r]["codes"] for r in runs if any(not c.startswith("200:") for c in rd[r]["codes"].split(","))]
+        if bad: print("   non-200 answers on the gateway on Redis:", bad)
 PY

@@ -140,7 +140,11 @@ func cmdDoctor(fl caddycmd.Flags) (int, error) {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		os.Setenv("BANKEDGE_SANDBOX", abs)
-		if cfg, err = sandboxConfig(); err != nil {
+		redisAddr, err := sandboxRedis(abs, "")
+		if err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+		if cfg, err = sandboxConfig(redisAddr); err != nil {
 			return caddy.ExitCodeFailedStartup, err
 		}
 		d.startHint = selfCommand() + " sandbox --dir " + dir

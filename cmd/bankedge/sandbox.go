@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -32,7 +33,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "sandbox",
-		Usage: "[--dir <path>]",
+		Usage: "[--dir <path>] [--redis <host:port> [--envfile <other sandbox>/secrets.env]]",
 		Short: "Runs the example gateway, with sandbox secrets and certificates made on first start",
 		Long: `
 Serves the embedded Caddyfile.example: the PSD2 XS2A listener in front of a
@@ -54,6 +55,14 @@ On first start it writes, under --dir (default ./sandbox):
 Variables already set in the environment take precedence over secrets.env.
 Nothing outside --dir is written, and nothing goes into system trust stores.
 
+With --redis HOST:PORT the CA, the partners and the gateway's shared state
+(replay ids, PeSIT connection slots, failure counters) live in that Redis
+(key prefix bankedge-sandbox) instead of storage/, and every sandbox started
+on it acts as one gateway with the others. The first one makes the CA; give
+the others its secrets with --envfile <first dir>/secrets.env (its CA
+passphrase, admin password and DEMO password), and their own --dir and
+ports. A restart without --redis reuses the Redis recorded in --dir.
+
 It refuses to start when another sandbox uses --dir, or when a port it needs
 is taken; the ports change with BANKEDGE_XS2A_PORT, BANKEDGE_ASPSP_PORT,
 BANKEDGE_API_PORT, BANKEDGE_PESIT_PORT, BANKEDGE_PESITS_PORT and
@@ -62,6 +71,8 @@ BANKEDGE_PESIT_UPSTREAM_PORT.
 Documentation: ` + readmeURL,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("dir", "sandbox", "directory for sandbox secrets, certificates and state")
+			cmd.Flags().String("redis", "", "keep the CA, partners and shared state in the Redis at HOST:PORT, shared with every sandbox started on it")
+			cmd.Flags().String("envfile", "", "use the secrets of another sandbox (its secrets.env): a second sandbox on the same Redis needs the first one's")
 			cmd.RunE = runStatus(cmdSandbox)
 		},
 	})
@@ -107,6 +118,20 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("sandbox secrets: %w", err)
 	}
+	if f := fl.String("envfile"); f != "" {
+		if err := secrets.adoptSecrets(f); err != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("sandbox secrets: %w", err)
+		}
+	}
+	redisAddr, err := sandboxRedis(dir, fl.String("redis"))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	if redisAddr != "" {
+		if err := checkSandboxRedis(redisAddr, secrets); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
+	}
 	var lock *os.File
 	if _, err := os.Stat(dir); err == nil {
 		if lock, err = lockDir(dir); err != nil {
@@ -114,7 +139,7 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 		}
 	}
 	os.Setenv("BANKEDGE_SANDBOX", dir)
-	cfg, err := sandboxConfig()
+	cfg, err := sandboxConfig(redisAddr)
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, err
 	}
@@ -141,9 +166,17 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 		}
 	}
 	defer lock.Close()
+	if err := secrets.copyAdoptedFiles(dir); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("sandbox secrets: %w", err)
+	}
 	made, err := secrets.complete(dir)
 	if err != nil {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("sandbox secrets: %w", err)
+	}
+	if redisAddr != "" {
+		if err := writeFileAtomic(filepath.Join(dir, redisFile), []byte(redisAddr+"\n"), 0o600); err != nil {
+			return caddy.ExitCodeFailedStartup, err
+		}
 	}
 	if len(made) > 0 {
 		log.Info("made sandbox secrets", zap.String("file", secrets.path), zap.Strings("variables", made))
@@ -151,6 +184,9 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 	secrets.export()
 
 	if err := caddy.Load(cfg, true); err != nil {
+		if redisAddr != "" && errors.Is(err, authority.ErrBadKey) {
+			err = fmt.Errorf("%w\nThe CA in Redis at %s was made by another sandbox: start this one with that sandbox's secrets, --envfile <its dir>/secrets.env", err, redisAddr)
+		}
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("loading Caddyfile.example: %w", err)
 	}
 	tppDir := filepath.Join(dir, "tpp")
@@ -165,7 +201,7 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 			waitForCertificate(l, filepath.Join(tppDir, "qtsp-root.pem"))
 		}
 	}
-	printSummary(os.Stdout, dir, listeners, secrets.fromEnv)
+	printSummary(os.Stdout, dir, listeners, secrets.fromEnv, redisAddr)
 	select {}
 }
 
@@ -174,8 +210,9 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 // local CA, which the example does not use, saying that it skips the trust
 // store, and the admin endpoint warning that a unix socket does no host
 // checking (the socket's permissions do that job). Errors of the admin
-// endpoint are still shown.
-func sandboxConfig() ([]byte, error) {
+// endpoint are still shown. With redisAddr, the storage is that Redis
+// (see sandboxredis.go).
+func sandboxConfig(redisAddr string) ([]byte, error) {
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, warnings, err := adapter.Adapt(bankedge.ExampleCaddyfile, map[string]any{"filename": "Caddyfile.example"})
 	if err != nil {
@@ -215,6 +252,11 @@ func sandboxConfig() ([]byte, error) {
 		return nil, err
 	}
 	c.Rest["logging"] = logging
+	if redisAddr != "" {
+		if c.Rest["storage"], err = redisStorage(redisAddr); err != nil {
+			return nil, err
+		}
+	}
 	return json.Marshal(c.Rest)
 }
 

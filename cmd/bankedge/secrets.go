@@ -119,6 +119,10 @@ type secretsFile struct {
 	// rewrite is set when the file must be written again: values are
 	// missing, unquoted (from an older bankedge) or upgraded.
 	rewrite bool
+	// adoptedFrom is the directory of another sandbox whose secrets.env
+	// gave the variables in adopted (sandbox --envfile).
+	adoptedFrom string
+	adopted     map[string]bool
 }
 
 // readSecrets reads dir/secrets.env, if there is one, without writing

@@ -13,7 +13,7 @@ import (
 // printSummary writes the one message a sandbox user needs once it runs:
 // every listener, every file and credential, and what to try next, with
 // paths as they can be pasted from the current directory.
-func printSummary(w io.Writer, dir string, listeners []listener, fromEnv map[string]bool) {
+func printSummary(w io.Writer, dir string, listeners []listener, fromEnv map[string]bool, redisAddr string) {
 	self := selfCommand()
 	p := func(parts ...string) string { return displayPath(filepath.Join(append([]string{dir}, parts...)...)) }
 	var b strings.Builder
@@ -74,6 +74,11 @@ func printSummary(w io.Writer, dir string, listeners []listener, fromEnv map[str
 		}
 		fmt.Fprintf(tw, "  %s\t%s\n", shown, f.what)
 	}
+	if redisAddr != "" {
+		fmt.Fprintf(tw, "  Redis %s\tCaddy's storage (the CA, its inventory and CRL, the partner registry) and the shared state "+
+			"(replay ids, PeSIT connection slots, failure counters), key prefix %s: every sandbox started with --redis %s is one gateway with this one\n",
+			redisAddr, sandboxRedisPrefix, redisAddr)
+	}
 	tw.Flush()
 
 	b.WriteString("\nCredentials:\n")
@@ -97,9 +102,10 @@ Next:
   # a check of every listener, the CA, the storage and the certificates
   %[1]s doctor --dir %[9]s
 
+%[11]s
 Stop with Ctrl-C; the next start reuses %[9]s. Documentation: %[10]s
 `, self, p("tpp", "qwac.pem"), p("tpp", "qseal.pem"), xs2a, p("admin-password"), api, pesit,
-		p("pesit", "demo-password"), p(), readmeURL)
+		p("pesit", "demo-password"), p(), readmeURL, secondSandbox(self, p(), redisAddr))
 	_, _ = io.WriteString(w, b.String())
 }
 
@@ -160,4 +166,16 @@ func isGoRun(exe string) bool {
 		}
 	}
 	return false
+}
+
+// secondSandbox tells how to start another sandbox on the same Redis.
+func secondSandbox(self, dir, redisAddr string) string {
+	if redisAddr == "" {
+		return ""
+	}
+	return fmt.Sprintf(`  # another sandbox on this Redis, one gateway with this one (its own directory and ports)
+  BANKEDGE_XS2A_PORT=18443 BANKEDGE_ASPSP_PORT=19080 BANKEDGE_API_PORT=18080 BANKEDGE_PESIT_PORT=16502 \
+  BANKEDGE_PESITS_PORT=15001 BANKEDGE_PESIT_UPSTREAM_PORT=16503 \
+    %s sandbox --redis %s --dir %s2 --envfile %s
+`, self, redisAddr, strings.TrimSuffix(dir, string(filepath.Separator)), filepath.Join(dir, "secrets.env"))
 }

@@ -80,3 +80,30 @@ func TestRecentTPPs(t *testing.T) {
 		t.Fatalf("TPP activity %+v", found)
 	}
 }
+
+// TestTPPMeter: an accepted request costs no allocation, and a TPP evicted
+// from the dashboard's table comes back with its next request.
+func TestTPPMeter(t *testing.T) {
+	m := NewTPPMeter("PSDGR-BOG-METER1", []string{"PSP_PI"})
+	now := time.Now()
+	if n := testing.AllocsPerRun(100, func() { m.OK(now) }); n != 0 {
+		t.Errorf("an accepted request allocates %v times", n)
+	}
+	if v := testutil.ToFloat64(psd2Requests.WithLabelValues("PSDGR-BOG-METER1", "ok")); v < 100 {
+		t.Errorf("ok counter = %v", v)
+	}
+	m.Refused("SIGNATURE_INVALID", now)
+	for i := range maxTPPs {
+		PSD2Request(fmt.Sprintf("PSDGR-BOG-FILL%03d", i), nil, "ok")
+	}
+	m.OK(time.Now())
+	var found *TPP
+	for _, tpp := range RecentTPPs(time.Minute) {
+		if tpp.OrgID == "PSDGR-BOG-METER1" {
+			found = &tpp
+		}
+	}
+	if found == nil || len(found.Roles) != 1 || found.Roles[0] != "PSP_PI" {
+		t.Fatalf("the evicted TPP did not come back with its roles: %+v", found)
+	}
+}

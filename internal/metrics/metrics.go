@@ -181,7 +181,7 @@ func cleanLabel(raw string) string {
 
 var (
 	bgCodeRE     = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,39}$`)
-	pesitDiagRE  = regexp.MustCompile(`^[0-9]-[0-9]{3}$`)
+	pesitDiagRE  = regexp.MustCompile(`^([0-9]-[0-9]{3}|nak0)$`)
 	shortTokenRE = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
 )
 
@@ -208,12 +208,19 @@ func token(s string) string {
 
 // PSD2Request counts a request that the PSD2 handlers decided on: tpp is
 // the organisation id of the verified QWAC ("" before one was verified),
-// roles its PSD2 roles, and code "ok" or the Berlin Group error code.
+// roles its PSD2 roles, and code "ok" or the Berlin Group error code. The
+// handlers use a TPPMeter for verified TPPs, which costs less.
 func PSD2Request(tpp string, roles []string, code string) {
 	res := result(code, bgCodeRE)
 	psd2Requests.WithLabelValues(tppLabel.value(tpp), res).Inc()
-	if tpp != "" {
-		tpps.seen(cleanLabel(tpp), roles, res, time.Now())
+	if tpp == "" {
+		return
+	}
+	e, now := tpps.entry(cleanLabel(tpp), roles), time.Now()
+	if res == "ok" {
+		e.seen(now)
+	} else {
+		e.refused(res, now)
 	}
 }
 
@@ -221,13 +228,19 @@ func PSD2Request(tpp string, roles []string, code string) {
 func PSD2VerifyDuration(d time.Duration) { psd2VerifyDuration.Observe(d.Seconds()) }
 
 // PSD2CacheLookup counts a lookup in a verification cache (e.g. "qwac",
-// "qseal", "replay").
+// "qseal", "revocation").
 func PSD2CacheLookup(cache string, hit bool) {
 	outcome := "miss"
 	if hit {
 		outcome = "hit"
 	}
 	psd2CacheLookups.WithLabelValues(token(cache), outcome).Inc()
+}
+
+// PSD2CacheCounters returns the hit and miss counters of a verification
+// cache, resolved once for a hot path.
+func PSD2CacheCounters(cache string) (hit, miss prometheus.Counter) {
+	return psd2CacheLookups.WithLabelValues(token(cache), "hit"), psd2CacheLookups.WithLabelValues(token(cache), "miss")
 }
 
 // Direction of a PeSIT transfer, from the bank's point of view.
@@ -251,9 +264,34 @@ func PeSITSessionStarted(partner string) (ended func()) {
 }
 
 // PeSITSession counts an ended session: partner is the PI 3 id once
-// authenticated ("" before), diag "ok" or the PeSIT diagnostic ("3-304").
+// authenticated ("" before), diag "ok", the PeSIT diagnostic ("3-304"),
+// or "nak0" for a refused pre-connection.
 func PeSITSession(partner, diag string) {
 	pesitSessions.WithLabelValues(partnerLabel.value(partner), result(diag, pesitDiagRE)).Inc()
+}
+
+// PeSITMeter holds the series of an authenticated partner's session,
+// resolved once, for the byte counts of every data FPDU.
+type PeSITMeter struct {
+	upload, download prometheus.Counter
+}
+
+// NewPeSITMeter returns the meter of a session of partner.
+func NewPeSITMeter(partner string) *PeSITMeter {
+	l := partnerLabel.value(partner)
+	return &PeSITMeter{upload: pesitBytes.WithLabelValues(l, string(Upload)), download: pesitBytes.WithLabelValues(l, string(Download))}
+}
+
+// Bytes adds n file bytes in direction d.
+func (m *PeSITMeter) Bytes(d Direction, n int64) {
+	if n <= 0 {
+		return
+	}
+	if d == Upload {
+		m.upload.Add(float64(n))
+	} else {
+		m.download.Add(float64(n))
+	}
 }
 
 // PeSITBytes adds n file bytes transferred by partner in direction d.
@@ -279,12 +317,33 @@ func SetCRLNextUpdate(next time.Time) { caCRLNextUpdate.Set(unix(next)) }
 
 // SetPartnerCertificateExpiry replaces the partner expiry gauges: for each
 // partner, the earliest notAfter among its valid certificates. Partners
-// absent from m (no valid certificate left) lose their series.
+// absent from m (no valid certificate left) lose their series; the others
+// never disappear in between, whenever a scrape comes.
 func SetPartnerCertificateExpiry(m map[string]time.Time) {
-	caPartnerExpiry.Reset()
+	partnerExpiry.mu.Lock()
+	defer partnerExpiry.mu.Unlock()
+	next := make(map[string]bool, len(m))
 	for p, t := range m {
-		caPartnerExpiry.WithLabelValues(partnerLabel.value(p)).Set(unix(t))
+		l := partnerLabel.value(p)
+		if l == "other" {
+			// One series cannot stand for many partners' dates.
+			continue
+		}
+		caPartnerExpiry.WithLabelValues(l).Set(unix(t))
+		next[l] = true
 	}
+	for l := range partnerExpiry.labels {
+		if !next[l] {
+			caPartnerExpiry.DeleteLabelValues(l)
+		}
+	}
+	partnerExpiry.labels = next
+}
+
+// partnerExpiry remembers the partners with an expiry series.
+var partnerExpiry struct {
+	mu     sync.Mutex
+	labels map[string]bool
 }
 
 // TrustListRefreshed records a successful refresh of a trust list (e.g.

@@ -11,11 +11,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/bankedge/bankedge/internal/metrics"
+	"github.com/bankedge/bankedge/internal/metrics/metricstest"
 	"github.com/bankedge/bankedge/internal/testcaddy"
 )
 
@@ -61,50 +59,11 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("bankedge_metrics_probe", httpcaddyfile.Before, "respond")
 }
 
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape: %s", resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parsing the scrape: %v", err)
-	}
-	return fams
-}
+func scrape(t *testing.T, url string) metricstest.Families { return metricstest.Scrape(t, url) }
 
 // value returns the value of the series of name with exactly labels.
-func value(fams map[string]*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		if len(m.GetLabel()) != len(labels) {
-			continue
-		}
-		for _, l := range m.GetLabel() {
-			if labels[l.GetName()] != l.GetValue() {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-	}
-	return 0, false
+func value(fams metricstest.Families, name string, labels map[string]string) (float64, bool) {
+	return fams.Value(name, labels)
 }
 
 func TestSeriesSurviveReload(t *testing.T) {

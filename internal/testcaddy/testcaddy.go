@@ -5,6 +5,8 @@
 package testcaddy
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -135,4 +138,36 @@ func LoadError(t testing.TB, caddyfile string) error {
 		t.Fatalf("config loaded but should have failed:\n%s", caddyfile)
 	}
 	return err
+}
+
+// WaitForCertificate waits until addr serves, for serverName, a
+// certificate that chains to root: Caddy obtains a site's certificate in
+// the background after a config is loaded.
+func WaitForCertificate(t testing.TB, addr, serverName string, root *x509.Certificate) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var conn *tls.Conn
+		if conn, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: serverName}); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	t.Fatalf("%s serves no certificate for %s from the CA: %v", addr, serverName, err)
+}
+
+// LoadFile adapts the Caddyfile at path and runs it, for a test binary
+// that is re-executed as a gateway process of its own.
+func LoadFile(path string) error {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(text, map[string]any{"filename": path})
+	if err != nil {
+		return err
+	}
+	return caddy.Load(cfg, true)
 }

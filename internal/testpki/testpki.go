@@ -9,10 +9,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,6 +61,21 @@ func NewCA(t testing.TB, cn string) *CA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
+	return &CA{Cert: cert, Key: key}
+}
+
+// Intermediate makes an ECDSA P-256 CA named cn that ca signed.
+func (ca *CA) Intermediate(t testing.TB, cn string) *CA {
+	t.Helper()
+	key := ECKey(t)
+	cert := ca.Issue(t, &x509.Certificate{
+		Subject:               pkix.Name{Country: []string{"GR"}, Organization: []string{"Test QTSP S.A."}, CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, key.Public())
 	return &CA{Cert: cert, Key: key}
 }
 
@@ -215,4 +232,24 @@ func WriteFile(t testing.TB, dir, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// ServerFiles issues a TLS server certificate for names and writes it and
+// its key as PEM files in dir, for a Caddyfile's tls directive.
+func (ca *CA) ServerFiles(t testing.TB, dir string, names ...string) (certFile, keyFile string) {
+	t.Helper()
+	srv := ca.Server(t, names...)
+	return WriteFile(t, dir, "server.pem", CertPEM(srv.Cert)), WriteFile(t, dir, "server-key.pem", KeyPEM(t, srv.Key))
+}
+
+// Client returns an HTTPS client that trusts serverRoot and presents leaf
+// (when not nil) as its TLS client certificate.
+func Client(serverRoot *x509.Certificate, leaf *Leaf) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AddCert(serverRoot)
+	cfg := &tls.Config{RootCAs: roots}
+	if leaf != nil {
+		cfg.Certificates = []tls.Certificate{{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key, Leaf: leaf.Cert}}
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 }

@@ -1,22 +1,16 @@
 package ca
 
 import (
-	"crypto/x509/pkix"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -24,12 +18,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
-	"github.com/bankedge/bankedge/modules/ca/authority"
-	"github.com/bankedge/bankedge/modules/ca/keystore"
-	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/internal/metrics"
+	"github.com/bankedge/bankedge/modules/ca/console"
+	"github.com/bankedge/bankedge/modules/ca/roles"
 )
 
 func init() {
@@ -41,28 +36,66 @@ func init() {
 
 // API is the admin REST API of the bankedge CA and partner registry, under
 // /api/v1/certificates/ca and /api/v1/config/partners, with PeSIT Wizard's
-// paths, methods and form parameters. It is meant for an internal-only site
-// protected by Caddy's basic_auth:
+// paths, methods and form parameters, and the admin console under /ui/. It
+// is meant for an internal-only site behind Caddy's authentication
+// (basic_auth, or jwt_auth), which names the user:
 //
 //	http://127.0.0.1:8080 {
 //		bind 127.0.0.1
 //		basic_auth {
-//			admin {env.BANKEDGE_ADMIN_PASSWORD_HASH}
+//			alice {env.ALICE_PASSWORD_HASH}
+//			bob   {env.BOB_PASSWORD_HASH}
 //		}
-//		bankedge_api
+//		bankedge_api {
+//			roles {
+//				security_admin alice
+//				partner_admin  bob
+//			}
+//		}
 //	}
 //
-// Every error is JSON {"error":"…"} with a 4xx status, and every
-// administrative action is written to the bankedge.audit logger with the
-// authenticated user and the outcome, never with a secret.
+// Every endpoint and console page needs one of the roles of the permission
+// table (package roles); a user who holds none of them gets 403. Every
+// error is JSON {"error":"…"} with a 4xx status, and every administrative
+// action is written to the bankedge.audit logger with the user, the roles
+// used and the outcome, never with a secret. The API and the console reach
+// the CA and the registry through the same operations (service.go).
 type API struct {
 	// MaxBodySize bounds request bodies, in bytes. Default: 1 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	app    *App
-	mux    *http.ServeMux
-	logger *zap.Logger
+	// Roles grants the administration roles (security_admin,
+	// partner_admin, auditor) to users, as Caddy's authentication handler
+	// names them ({http.auth.user.id}): role name → user ids. A JWT's
+	// roles claim (jwt_auth) grants its roles too, and this adds more.
+	// Without it, a user authenticated without roles (basic_auth) holds
+	// every role.
+	Roles roles.Assignments `json:"roles,omitempty"`
+
+	// Console configures the admin console served under /ui/. It is on by
+	// default.
+	Console *ConsoleConfig `json:"console,omitempty"`
+
+	app     *App
+	mux     *http.ServeMux
+	console *console.Console
+	metrics http.Handler
+	logger  *zap.Logger
 }
+
+// ConsoleConfig configures the admin console.
+type ConsoleConfig struct {
+	// Disabled turns the console off: /ui/ then answers 404.
+	Disabled bool `json:"disabled,omitempty"`
+
+	// TrustedOrigins are origins besides the site's own from which the
+	// console's forms may be posted, as scheme://host[:port], for a proxy
+	// in front that terminates TLS under another name.
+	TrustedOrigins []string `json:"trusted_origins,omitempty"`
+}
+
+// consolePrefix is where bankedge_api serves the console.
+const consolePrefix = "/ui"
 
 // CaddyModule returns the Caddy module information.
 func (*API) CaddyModule() caddy.ModuleInfo {
@@ -72,7 +105,8 @@ func (*API) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision finds the bankedge app.
+// Provision finds the bankedge app, registers the metrics and makes the
+// console.
 func (h *API) Provision(ctx caddy.Context) error {
 	app, err := appFrom(ctx)
 	if err != nil {
@@ -80,12 +114,27 @@ func (h *API) Provision(ctx caddy.Context) error {
 	}
 	h.app = app
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		h.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(h.logger.Named("metrics"))})
+	}
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = 1 << 20
 	}
 	h.mux = http.NewServeMux()
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, rt) })
+	}
+	if h.Console == nil || !h.Console.Disabled {
+		var origins []string
+		if h.Console != nil {
+			origins = h.Console.TrustedOrigins
+		}
+		if h.console, err = app.newConsole(ctx, consolePrefix, origins, h.logger.Named("console")); err != nil {
+			return fmt.Errorf("admin console: %w", err)
+		}
 	}
 	return nil
 }
@@ -95,7 +144,7 @@ func (h *API) Validate() error {
 	if h.MaxBodySize < 0 {
 		return errors.New("max_body_size must be positive")
 	}
-	return nil
+	return h.Roles.Validate()
 }
 
 // apiError is an answer {"error": …} with a status. Its message is for
@@ -105,12 +154,21 @@ type apiError struct {
 	status int
 	msg    string
 	reason string
+	// field is the parameter at fault, where the console shows msg.
+	field string
+	cause error
 }
 
 func (e *apiError) Error() string { return e.msg }
+func (e *apiError) Unwrap() error { return e.cause }
 
 func fail(status int, format string, args ...any) *apiError {
 	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// failField is fail naming the parameter at fault.
+func failField(status int, field, format string, args ...any) *apiError {
+	return &apiError{status: status, field: field, msg: fmt.Sprintf(format, args...)}
 }
 
 // call is one API request being served.
@@ -119,36 +177,46 @@ type call struct {
 	r     *http.Request
 	form  url.Values
 	user  string
+	roles roles.Set
 	audit *auditTrail
 }
 
 // route is an endpoint: a ServeMux pattern (method and path), the action
-// its audit lines are named after, and its handler.
+// its audit lines are named after, the permission it needs (roles.Needed)
+// and its handler.
 type route struct {
 	pattern string
 	action  string
+	needs   roles.Action
 	serve   func(h *API, c *call) error
 }
 
-// routes are the endpoints, with PeSIT Wizard's paths.
+// routes are the endpoints, with PeSIT Wizard's paths. The permission
+// table is in package roles; the README's table follows this list.
 var routes = []route{
-	{"POST /api/v1/certificates/ca/initialize", "ca.initialize", (*API).initialize},
-	{"GET /api/v1/certificates/ca/certificate", "ca.certificate", (*API).caCertificate},
-	{"POST /api/v1/certificates/ca/csr", "ca.csr", (*API).makeCSR},
-	{"POST /api/v1/certificates/ca/sign", "ca.sign", (*API).signCSR},
-	{"POST /api/v1/certificates/ca/partner/{id}/generate", "ca.generate", (*API).generatePartner},
-	{"POST /api/v1/certificates/ca/psd2/{tppId}/generate", "ca.psd2.generate", (*API).generatePSD2},
-	{"POST /api/v1/certificates/ca/verify", "ca.verify", (*API).verify},
-	{"GET /api/v1/certificates/ca/truststore", "ca.truststore", (*API).truststore},
-	{"GET /api/v1/certificates/ca/issued", "ca.issued", (*API).issued},
-	{"POST /api/v1/certificates/ca/revoke", "ca.revoke", (*API).revoke},
-	{"GET /api/v1/certificates/ca/crl", "ca.crl", (*API).crl},
-	{"POST /api/v1/certificates/ca/crl/regenerate", "ca.crl.regenerate", (*API).regenerateCRL},
-	{"GET /api/v1/config/partners", "partner.list", (*API).listPartners},
-	{"POST /api/v1/config/partners", "partner.create", (*API).createPartner},
-	{"GET /api/v1/config/partners/{id}", "partner.get", (*API).getPartner},
-	{"PUT /api/v1/config/partners/{id}", "partner.update", (*API).updatePartner},
-	{"DELETE /api/v1/config/partners/{id}", "partner.delete", (*API).deletePartner},
+	{"POST /api/v1/certificates/ca/initialize", "ca.initialize", roles.CAInitialize, (*API).initialize},
+	{"GET /api/v1/certificates/ca/certificate", "ca.certificate", roles.CADownload, (*API).caCertificate},
+	{"POST /api/v1/certificates/ca/csr", "ca.csr", roles.CACSR, (*API).makeCSR},
+	{"POST /api/v1/certificates/ca/sign", "ca.sign", roles.CASign, (*API).signCSR},
+	{"POST /api/v1/certificates/ca/partner/{id}/generate", "ca.generate", roles.CAGenerate, (*API).generatePartner},
+	{"POST /api/v1/certificates/ca/psd2/{tppId}/generate", "ca.psd2.generate", roles.CAPSD2Generate, (*API).generatePSD2},
+	{"POST /api/v1/certificates/ca/verify", "ca.verify", roles.CAVerify, (*API).verify},
+	{"GET /api/v1/certificates/ca/truststore", "ca.truststore", roles.CADownload, (*API).truststore},
+	{"GET /api/v1/certificates/ca/issued", "ca.issued", roles.CAInventory, (*API).issued},
+	{"POST /api/v1/certificates/ca/revoke", "ca.revoke", roles.CARevoke, (*API).revoke},
+	{"GET /api/v1/certificates/ca/crl", "ca.crl", roles.CACRL, (*API).crl},
+	{"POST /api/v1/certificates/ca/crl/regenerate", "ca.crl.regenerate", roles.CARegenerateCRL, (*API).regenerateCRL},
+	{"GET /api/v1/config/partners", "partner.list", roles.PartnerRead, (*API).listPartners},
+	{"POST /api/v1/config/partners", "partner.create", roles.PartnerWrite, (*API).createPartner},
+	{"GET /api/v1/config/partners/{id}", "partner.get", roles.PartnerRead, (*API).getPartner},
+	{"PUT /api/v1/config/partners/{id}", "partner.update", roles.PartnerWrite, (*API).updatePartner},
+	{"DELETE /api/v1/config/partners/{id}", "partner.delete", roles.PartnerWrite, (*API).deletePartner},
+	{"GET /api/v1/audit", "audit.read", roles.AuditRead, (*API).auditFeed},
+	{"GET /api/v1/metrics", "metrics.read", roles.MetricsRead, (*API).serveMetrics},
+	// PSD2 blocklist (handlers_blocklist.go).
+	{"GET /api/v1/psd2/blocklist", "psd2.blocklist.list", roles.CABlocklistRead, (*API).listBlocklist},
+	{"POST /api/v1/psd2/blocklist", "psd2.blocklist.add", roles.CABlocklist, (*API).addToBlocklist},
+	{"DELETE /api/v1/psd2/blocklist/{entry}", "psd2.blocklist.remove", roles.CABlocklist, (*API).removeFromBlocklist},
 }
 
 // ServeHTTP serves the API. Paths outside it get a JSON 404, methods an
@@ -158,6 +226,10 @@ var routes = []route{
 func (h *API) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if err, ok := r.Context().Value(caddyhttp.ErrorCtxKey).(error); ok {
 		h.serveError(w, r, err)
+		return nil
+	}
+	if p := r.URL.Path; h.console != nil && (p == consolePrefix || strings.HasPrefix(p, consolePrefix+"/")) {
+		h.serveConsole(w, r)
 		return nil
 	}
 	// One trailing slash is tolerated, as before ServeMux.
@@ -235,24 +307,46 @@ func (h *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (h *API) newCall(w http.ResponseWriter, r *http.Request, action string) *call {
-	c := &call{w: w, r: r}
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl != nil {
-		c.user = repl.ReplaceAll("{http.auth.user.id}", "")
-	}
-	c.audit = newAuditTrail(action, c.user, remoteIP(r), requestID(repl))
+	a := actorOf(r, h.Roles)
+	c := &call{w: w, r: r, user: a.User, roles: a.Roles}
+	c.audit = newAuditTrail(action, a.User, a.RemoteIP, requestIDOf(r))
+	c.audit.via, c.audit.roles = "api", a.Roles.String()
 	c.r = r.WithContext(withAuditTrail(r.Context(), c.audit))
 	return c
 }
 
-// serve runs an endpoint's handler and answers its error.
+// serve checks the user's roles, then runs an endpoint's handler and
+// answers its error.
 func (h *API) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	c := h.newCall(w, r, rt.action)
+	if !c.roles.Allows(rt.needs) {
+		h.forbid(c, rt.needs)
+		return
+	}
+	c.audit.roles = (c.roles & roles.Needed(rt.needs)).String()
 	err := h.parseForm(c)
 	if err == nil {
 		err = rt.serve(h, c)
 	}
 	h.finish(c, err)
+}
+
+// forbid answers 403 to a user who holds none of the roles an endpoint
+// needs, and audits it with the roles held and needed.
+func (h *API) forbid(c *call, needs roles.Action) {
+	held := "none"
+	if c.roles != 0 {
+		held = c.roles.String()
+	}
+	user := c.user
+	if user == "" {
+		user = "anonymous"
+	}
+	msg := fmt.Sprintf("forbidden: %s %s needs the role %s, and user %s holds %s",
+		c.r.Method, c.r.URL.Path, strings.ReplaceAll(roles.Needed(needs).String(), " ", " or "), user, held)
+	c.audit.log(h.app.audit, "forbidden", zap.Int("status", http.StatusForbidden),
+		zap.String("needed_roles", roles.Needed(needs).String()), zap.String("reason", "missing role"))
+	h.finish(c, fail(http.StatusForbidden, "%s", msg))
 }
 
 // finish answers err, if any, and audits it unless a line was written for
@@ -264,21 +358,11 @@ func (h *API) finish(c *call, err error) {
 	}
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		h.logger.Error("admin API request failed", zap.String("request_id", c.audit.requestID),
-			zap.String("action", c.audit.action), zap.String("path", c.r.URL.Path), zap.Error(err))
-		ae = &apiError{status: http.StatusInternalServerError, msg: "internal error: the gateway's log has the details under this requestId"}
-		var crl *crlPending
-		if errors.As(err, &crl) {
-			ae.msg = crl.Error()
+		if u := h.unavailableError(c, err); u != nil {
+			err = u
 		}
 	}
-	if !c.audit.written() {
-		outcome := "refused"
-		if ae.status >= 500 {
-			outcome = "failed"
-		}
-		c.audit.log(h.app.audit, outcome, zap.Int("status", ae.status), zap.String("reason", ae.msg))
-	}
+	ae = h.app.settle(c.audit, c.r.URL.Path, err)
 	body := map[string]string{"error": ae.msg, "requestId": c.audit.requestID}
 	if ae.reason != "" {
 		body["reason"] = ae.reason
@@ -384,174 +468,8 @@ func writeFile(w http.ResponseWriter, contentType, filename string, body []byte)
 	_, _ = w.Write(body)
 }
 
-// authority returns the CA or a 409 answer while it is not initialized.
-func (h *API) authority() (*authority.Authority, error) {
-	auth, err := h.app.Authority()
-	if err != nil {
-		return nil, fail(http.StatusConflict, "%v: POST /api/v1/certificates/ca/initialize first", err)
-	}
-	return auth, nil
-}
-
 // param returns a trimmed form parameter.
 func (c *call) param(name string) string { return strings.TrimSpace(c.form.Get(name)) }
-
-// required returns a parameter that must be present.
-func (c *call) required(name string) (string, error) {
-	v := c.param(name)
-	if v == "" {
-		return "", fail(http.StatusBadRequest, "parameter %s is required", name)
-	}
-	return v, nil
-}
-
-// validity reads validityDays (default 365).
-func (c *call) validity() (time.Duration, error) {
-	v := c.param("validityDays")
-	if v == "" {
-		return 365 * 24 * time.Hour, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		return 0, fail(http.StatusBadRequest, "validityDays must be a positive number of days, got %.20q", v)
-	}
-	// Beyond this the product overflows and wraps, possibly to a short
-	// positive validity that the CA would accept.
-	if n > int(math.MaxInt64/int64(24*time.Hour)) {
-		return 0, fail(http.StatusBadRequest, "validityDays of %d days exceeds the maximum validity", n)
-	}
-	return time.Duration(n) * 24 * time.Hour, nil
-}
-
-// pemParam reads a PEM parameter. curl -d sends form data unencoded, so the
-// '+' of base64 arrives as a space after form decoding, and some clients
-// put the PEM on one line; base64 has no spaces, so the body between the
-// armour lines is read with spaces taken as '+' and line breaks dropped.
-func (c *call) pemParam(name, blockType string) (*pem.Block, error) {
-	v, err := c.required(name)
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range pemBlockRE.FindAllStringSubmatch(v, -1) {
-		if m[1] != m[3] || m[1] != blockType && !(blockType == "CERTIFICATE REQUEST" && m[1] == "NEW CERTIFICATE REQUEST") {
-			continue
-		}
-		body := strings.Map(func(r rune) rune {
-			switch r {
-			case ' ':
-				return '+'
-			case '\r', '\n', '\t':
-				return -1
-			}
-			return r
-		}, m[2])
-		der, err := base64.StdEncoding.DecodeString(body)
-		if err != nil {
-			return nil, fail(http.StatusBadRequest, "%s: the %s block is not valid base64", name, blockType)
-		}
-		return &pem.Block{Type: blockType, Bytes: der}, nil
-	}
-	return nil, fail(http.StatusBadRequest, "%s is not PEM with a %s block", name, blockType)
-}
-
-var pemBlockRE = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END ([A-Z0-9 ]+)-----`)
-
-// keystoreFormat reads format (default p12).
-func (c *call) keystoreFormat() (keystore.Format, error) {
-	f, err := keystore.ParseFormat(c.param("format"))
-	if err != nil {
-		return "", fail(http.StatusBadRequest, "%v", err)
-	}
-	return f, nil
-}
-
-// keystorePassword returns the password parameter, checked for strength,
-// or a random one that is returned once in X-Keystore-Password. With
-// encryptKey=false (PEM only) the key is left unencrypted: "" is returned.
-func (c *call) keystorePassword(f keystore.Format) (string, error) {
-	encrypt := true
-	if v := c.param("encryptKey"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return "", fail(http.StatusBadRequest, "encryptKey must be true or false")
-		}
-		encrypt = b
-	}
-	pw := c.form.Get("password")
-	if !encrypt {
-		switch {
-		case f != keystore.FormatPEM:
-			return "", fail(http.StatusBadRequest, "encryptKey=false is only for format=pem: PKCS#12 and JKS keystores always have a password")
-		case pw != "":
-			return "", fail(http.StatusBadRequest, "encryptKey=false and a password contradict each other")
-		}
-		c.w.Header().Set("X-Keystore-Warning", "the private key in this file is not encrypted: store it where only its user can read it")
-		c.audit.with(zap.Bool("key_encrypted", false))
-		return "", nil
-	}
-	if pw != "" {
-		if err := keystore.CheckPassword(pw); err != nil {
-			return "", fail(http.StatusBadRequest, "password: %v", err)
-		}
-		return pw, nil
-	}
-	pw, err := keystore.RandomPassword()
-	if err != nil {
-		return "", err
-	}
-	c.w.Header().Set("X-Keystore-Password", pw)
-	return pw, nil
-}
-
-// subjectFromForm builds a subject from commonName, organization, … .
-func (c *call) subjectFromForm() (pkix.Name, error) {
-	cn, err := c.required("commonName")
-	if err != nil {
-		return pkix.Name{}, err
-	}
-	n := pkix.Name{CommonName: cn}
-	add := func(dst *[]string, name string) {
-		if v := c.param(name); v != "" {
-			*dst = []string{v}
-		}
-	}
-	add(&n.Organization, "organization")
-	add(&n.OrganizationalUnit, "organizationalUnit")
-	add(&n.Country, "country")
-	add(&n.Province, "state")
-	add(&n.Locality, "locality")
-	return n, nil
-}
-
-// partnerError maps registry errors to answers.
-func partnerError(err error) error {
-	var ve *registry.ValidationError
-	switch {
-	case errors.As(err, &ve):
-		return fail(http.StatusBadRequest, "%v", ve)
-	case errors.Is(err, registry.ErrNotFound):
-		return fail(http.StatusNotFound, "%v", registry.ErrNotFound)
-	case errors.Is(err, registry.ErrExists):
-		return fail(http.StatusConflict, "%v", registry.ErrExists)
-	}
-	return err
-}
-
-// caError maps authority errors to answers. Policy refusals are the
-// client's and say why; the sentinel texts carry nothing internal.
-func caError(err error) error {
-	switch {
-	case errors.Is(err, authority.ErrPolicy):
-		return fail(http.StatusBadRequest, "%v", err)
-	case errors.Is(err, authority.ErrNotFound):
-		return fail(http.StatusNotFound, "%v", authority.ErrNotFound)
-	case errors.Is(err, authority.ErrRevoked):
-		return fail(http.StatusConflict, "%v", authority.ErrRevoked)
-	case errors.Is(err, authority.ErrCAExists):
-		return fail(http.StatusConflict, "%v", authority.ErrCAExists)
-	}
-	return err
-}
 
 // remoteIP is the client address without its port.
 func remoteIP(r *http.Request) string {
@@ -562,10 +480,10 @@ func remoteIP(r *http.Request) string {
 	return ip
 }
 
-// requestID is Caddy's id of the request ({http.request.uuid}), which
+// requestIDOf is Caddy's id of the request ({http.request.uuid}), which
 // access logs can carry too.
-func requestID(repl *caddy.Replacer) string {
-	if repl != nil {
+func requestIDOf(r *http.Request) string {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if id := repl.ReplaceAll("{http.request.uuid}", ""); id != "" {
 			return id
 		}
@@ -577,7 +495,18 @@ func requestID(repl *caddy.Replacer) string {
 //
 //	bankedge_api [<matcher>] {
 //		max_body_size <bytes>
+//		roles {
+//			security_admin <user…>
+//			partner_admin  <user…>
+//			auditor        <user…>
+//		}
+//		console off
+//		console {
+//			trusted_origins <scheme://host[:port]…>
+//		}
 //	}
+//
+// A role may be named on several lines, and a user under several roles.
 func (h *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next()
 	if d.NextArg() {
@@ -591,6 +520,46 @@ func (h *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.MaxBodySize = int64(n)
+		case "roles":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if h.Roles == nil {
+				h.Roles = roles.Assignments{}
+			}
+			for d.NextBlock(1) {
+				r, err := roles.Parse(d.Val())
+				if err != nil {
+					return d.Err(err.Error())
+				}
+				users := d.RemainingArgs()
+				if len(users) == 0 {
+					return d.Errf("role %s: name at least one user", r)
+				}
+				h.Roles[r] = append(h.Roles[r], users...)
+			}
+		case "console":
+			if h.Console == nil {
+				h.Console = new(ConsoleConfig)
+			}
+			if d.NextArg() {
+				if d.Val() != "off" || d.NextArg() {
+					return d.Err("console takes off, or a block")
+				}
+				h.Console.Disabled = true
+			}
+			for d.NextBlock(1) {
+				switch d.Val() {
+				case "trusted_origins":
+					origins := d.RemainingArgs()
+					if len(origins) == 0 {
+						return d.ArgErr()
+					}
+					h.Console.TrustedOrigins = append(h.Console.TrustedOrigins, origins...)
+				default:
+					return d.Errf("unrecognized console option %q", d.Val())
+				}
+			}
 		default:
 			return d.Errf("unrecognized bankedge_api option %q", d.Val())
 		}

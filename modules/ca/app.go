@@ -17,12 +17,15 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/auditlog"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/internal/runmode"
 	"github.com/bankedge/bankedge/modules/ca/authority"
 	"github.com/bankedge/bankedge/modules/ca/registry"
+	"github.com/bankedge/bankedge/modules/cluster"
 )
 
 func init() {
@@ -59,6 +62,16 @@ type App struct {
 	registry  *registry.Registry
 	logger    *zap.Logger
 	audit     *zap.Logger
+	gauges    *gaugeRefresher
+
+	// cluster is the shared state of the storage (see cluster.go), ctx the
+	// configuration's context, and storage the configuration's storage as
+	// the CA and the registry use it.
+	cluster *cluster.State
+	ctx     caddy.Context
+	storage certmagic.Storage
+	// blocklist is the PSD2 blocklist (blocklist.go).
+	blocklist *blocklist
 }
 
 // CAConfig configures the certificate authority.
@@ -138,15 +151,39 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.audit = auditlog.Logger(ctx, "bankedge.audit")
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
+	a.gauges = newGaugeRefresher(a)
 	if a.CA == nil {
 		a.CA = new(CAConfig)
 	}
+	if err := a.joinCluster(ctx); err != nil {
+		return err
+	}
+	// Checked here, not in Validate: declared partners use it just below,
+	// and a negative history would panic when a password is set.
+	pol := a.PasswordPolicy.policy()
+	if err := pol.Validate(); err != nil {
+		return fmt.Errorf("bankedge password_policy: %w", err)
+	}
+	a.registry = &registry.Registry{Storage: a.storage, Policy: pol}
+	// Declared partners are checked before anything is written, so that a
+	// bad password in the environment fails the start with nothing (no
+	// CA) created on disk.
+	declared, err := a.declaredPartners(ctx)
+	if err != nil {
+		return err
+	}
+
 	cfg, err := a.CA.authorityConfig(ctx)
 	if err != nil {
 		return err
 	}
+	cfg.Storage = a.storage
 	cfg.ReadOnly = runmode.ValidateOnly
 	cfg.OnIssue = a.auditIssuance
+	cfg.OnRevoke = a.onRevoke
 	cfg.Logger = a.logger
 	a.caConfig = cfg
 	auth, created, err := authority.Open(ctx, cfg, !a.CA.ManualInitialize)
@@ -174,40 +211,48 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 	}
 
-	// Checked here, not in Validate: declared partners use it just below,
-	// and a negative history would panic when a password is set.
-	pol := a.PasswordPolicy.policy()
-	if err := pol.Validate(); err != nil {
-		return fmt.Errorf("bankedge password_policy: %w", err)
+	if err := a.provisionBlocklist(ctx); err != nil {
+		return err
 	}
-	a.registry = &registry.Registry{Storage: ctx.Storage(), Policy: pol}
-	if a.Partners != nil {
-		repl := caddy.NewReplacer()
-		for _, in := range a.Partners.Declare {
-			if in.Password != nil {
-				pw := repl.ReplaceKnown(*in.Password, "")
-				in.Password = &pw
-			}
-			id := ""
-			if in.PartnerID != nil {
-				id = *in.PartnerID
-			}
-			if runmode.ValidateOnly {
-				if err := a.registry.CheckEnsure(ctx, in); err != nil {
-					return fmt.Errorf("declaring partner %q: %w", id, err)
-				}
-				continue
-			}
-			created, err := a.registry.Ensure(ctx, in)
-			if err != nil {
-				return fmt.Errorf("declaring partner %q: %w", id, err)
-			}
-			if created {
-				a.audit.Info("partner.create", zap.String("user", "bankedge app (declared)"), zap.String("partner", id), zap.String("outcome", "created"))
-			}
+	if runmode.ValidateOnly {
+		return nil
+	}
+	for _, in := range declared {
+		created, err := a.registry.Ensure(ctx, in)
+		if err != nil {
+			return fmt.Errorf("declaring partner %q: %w", *in.PartnerID, err)
+		}
+		if created {
+			a.audit.Info("partner.create", zap.String("user", "bankedge app (declared)"), zap.String("partner", *in.PartnerID), zap.String("outcome", "created"))
 		}
 	}
-	return nil
+	return a.subscribe()
+}
+
+// declaredPartners returns the partners of the configuration with their
+// placeholders replaced, each checked against the registry's rules
+// without being stored.
+func (a *App) declaredPartners(ctx caddy.Context) ([]registry.Input, error) {
+	if a.Partners == nil {
+		return nil, nil
+	}
+	repl := caddy.NewReplacer()
+	var out []registry.Input
+	for _, in := range a.Partners.Declare {
+		if in.Password != nil {
+			pw := repl.ReplaceKnown(*in.Password, "")
+			in.Password = &pw
+		}
+		id := ""
+		if in.PartnerID != nil {
+			id = *in.PartnerID
+		}
+		if err := a.registry.CheckEnsure(ctx, in); err != nil {
+			return nil, fmt.Errorf("declaring partner %q: %w", id, err)
+		}
+		out = append(out, in)
+	}
+	return out, nil
 }
 
 // authorityConfig turns the JSON config into the authority's.
@@ -278,12 +323,18 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start implements caddy.App; the CA needs no background work: CRLs are
-// renewed when asked for.
-func (a *App) Start() error { return nil }
+// Start implements caddy.App: it starts keeping the CA's metrics current.
+// CRLs are renewed when asked for.
+func (a *App) Start() error {
+	a.gauges.start()
+	return nil
+}
 
 // Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	a.gauges.close()
+	return nil
+}
 
 // ErrNotInitialized is returned while the CA waits for manual
 // initialisation.
@@ -310,6 +361,9 @@ func (a *App) Initialize(ctx context.Context) (*authority.Authority, error) {
 	auth, err := authority.Initialize(ctx, a.caConfig)
 	if auth != nil {
 		a.authority = auth
+	}
+	if err == nil {
+		a.notify(topicCA, "")
 	}
 	return auth, err
 }

@@ -17,6 +17,10 @@ import (
 // refusal is audited once, by whoever saw it first.
 type auditTrail struct {
 	action, user, remoteIP, requestID string
+	// via is the door of a person's request, "api" or "console"; roles
+	// are the roles its user used (on a refusal: held). Both are empty for
+	// programmatic issuances, whose lines carry neither.
+	via, roles string
 
 	mu     sync.Mutex
 	fields []zap.Field
@@ -50,11 +54,17 @@ func (t *auditTrail) logAs(logger *zap.Logger, user, outcome string, fields ...z
 		user = "anonymous"
 	}
 	line := []zap.Field{zap.String("user", user)}
+	if t.via != "" {
+		line = append(line, zap.String("roles", t.roles))
+	}
 	if t.remoteIP != "" {
 		line = append(line, zap.String("remote_ip", t.remoteIP))
 	}
 	if t.requestID != "" {
 		line = append(line, zap.String("request_id", t.requestID))
+	}
+	if t.via != "" {
+		line = append(line, zap.String("via", t.via))
 	}
 	line = append(line, zap.String("outcome", outcome))
 	// One field per key: the line's own fields win over the trail's.
@@ -123,6 +133,7 @@ func (a *App) auditIssuance(ctx context.Context, req authority.Request, cert *x5
 		t.logAs(a.audit, user, outcome, append(fields, zap.String("reason", reason))...)
 		return
 	}
+	a.meterIssued(req)
 	t.logAs(a.audit, user, "issued", certFields(cert, string(req.Purpose), req.PartnerID)...)
 }
 

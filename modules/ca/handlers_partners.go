@@ -10,9 +10,11 @@ import (
 	"github.com/bankedge/bankedge/modules/ca/registry"
 )
 
+// The REST door of the registry's operations (service_partners.go).
+
 // GET /api/v1/config/partners
 func (h *API) listPartners(c *call) error {
-	list, err := h.app.Registry().List(c.r.Context())
+	list, err := h.app.listPartners(c.r.Context())
 	if err != nil {
 		return err
 	}
@@ -42,23 +44,19 @@ func (h *API) createPartner(c *call) error {
 	if err != nil {
 		return err
 	}
-	if in.PartnerID != nil {
-		c.audit.with(zap.String("partner", *in.PartnerID))
-	}
-	p, err := h.app.Registry().Create(c.r.Context(), in)
+	p, err := h.app.createPartner(c.r.Context(), in)
 	if err != nil {
-		return partnerError(err)
+		return err
 	}
-	c.audit.log(h.app.audit, "created")
 	writeJSON(c.w, http.StatusCreated, p)
 	return nil
 }
 
 // GET /api/v1/config/partners/{id}
 func (h *API) getPartner(c *call) error {
-	p, err := h.app.Registry().Get(c.r.Context(), c.r.PathValue("id"))
+	p, err := h.app.partner(c.r.Context(), c.r.PathValue("id"))
 	if err != nil {
-		return partnerError(err)
+		return err
 	}
 	writeJSON(c.w, http.StatusOK, p)
 	return nil
@@ -67,29 +65,24 @@ func (h *API) getPartner(c *call) error {
 // PUT /api/v1/config/partners/{id}: the fields given replace the stored
 // ones; absent fields, and the password when absent, stay as they are.
 func (h *API) updatePartner(c *call) error {
-	id := c.r.PathValue("id")
-	c.audit.with(zap.String("partner", id))
+	c.audit.with(zap.String("partner", c.r.PathValue("id")))
 	in, err := readInput(c)
 	if err != nil {
 		return err
 	}
-	p, err := h.app.Registry().Update(c.r.Context(), id, in)
+	p, err := h.app.updatePartner(c.r.Context(), c.r.PathValue("id"), in)
 	if err != nil {
-		return partnerError(err)
+		return err
 	}
-	c.audit.log(h.app.audit, "updated", zap.Bool("password_changed", in.Password != nil || in.PasswordHash != nil))
 	writeJSON(c.w, http.StatusOK, p)
 	return nil
 }
 
 // DELETE /api/v1/config/partners/{id}
 func (h *API) deletePartner(c *call) error {
-	id := c.r.PathValue("id")
-	c.audit.with(zap.String("partner", id))
-	if err := h.app.Registry().Delete(c.r.Context(), id); err != nil {
-		return partnerError(err)
+	if err := h.app.deletePartner(c.r.Context(), c.r.PathValue("id")); err != nil {
+		return err
 	}
-	c.audit.log(h.app.audit, "deleted")
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

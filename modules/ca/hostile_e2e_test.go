@@ -405,6 +405,14 @@ func TestValidateOnlyAndKeyLocation(t *testing.T) {
 	if weak == nil || !strings.Contains(weak.Error(), "BANK_XYZ") {
 		t.Fatalf("validate of a weak declared password: %v", weak)
 	}
+	// Run for real, a bad declared password fails the start before the CA
+	// is created: nothing on disk to trip the next start.
+	if err := caddy.Load(config("test-ca-passphrase", "short"), true); err == nil || !strings.Contains(err.Error(), "BANK_XYZ") {
+		t.Fatalf("a start with a weak declared password: %v", err)
+	}
+	if entries, _ := filepath.Glob(filepath.Join(storage, "bankedge", "*", "*")); len(entries) > 0 {
+		t.Fatalf("a failed start wrote the CA: %v", entries)
+	}
 
 	if err := caddy.Load(config("test-ca-passphrase", "ComplexPassword123!"), true); err != nil {
 		t.Fatal(err)

@@ -72,6 +72,14 @@
 // reflects the live sessions. A gateway killed with SIGKILL leaks its leases
 // for at most Timing.LeaseTTL (30 s).
 //
+// The CA and the partner registry keep their records in the Redis storage
+// itself; [State.GuardStorage] puts that storage behind the engine, so that
+// its failures are ErrUnavailable too (the storage reports a failed read
+// as a missing key: the guard asks Redis before it believes one), count in
+// the same outage line, end within 2 s for reads, fail fast while an outage
+// lasts, and so that a delete cannot leave a key that reads find and
+// listings hide.
+//
 // A replay claim whose reply is lost after Redis stored it (the connection
 // breaks between the two) counts the request id as used: a retry of the same
 // request with the same X-Request-ID is then a replay, which is the safe

@@ -208,17 +208,7 @@ func runChild(path string) int {
 		tm.LeaseRenew, _ = time.ParseDuration(renew)
 		cluster.SetTiming(tm)
 	}
-	text, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(text, map[string]any{"filename": path})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := caddy.Load(cfg, true); err != nil {
+	if err := testcaddy.LoadFile(path); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

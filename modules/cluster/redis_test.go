@@ -25,6 +25,16 @@ func withTiming(t *testing.T, tm cluster.Timing) {
 	t.Cleanup(cluster.SetTiming(tm))
 }
 
+// withShortTimeouts shortens the engines' operation and reconnection
+// timeouts for the test, for outages that must not take seconds each.
+func withShortTimeouts(t *testing.T) cluster.Timing {
+	t.Helper()
+	tm := cluster.DefaultTiming
+	tm.Op, tm.Dial, tm.PubSubPing, tm.RetryMax = 300*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+	withTiming(t, tm)
+	return tm
+}
+
 // waitFor polls cond until it holds or the deadline passes, and returns
 // how long it took.
 func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
@@ -305,9 +315,7 @@ func subscribe(t *testing.T, s *cluster.State, topic string) eventLog {
 // after Redis was killed and restarted; the gap is reported as a resync.
 func TestPubSubAcrossInstances(t *testing.T) {
 	srv := testredis.Start(t)
-	tm := cluster.DefaultTiming
-	tm.Op, tm.Dial, tm.PubSubPing, tm.RetryMax = 300*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
-	withTiming(t, tm)
+	withShortTimeouts(t)
 	ctx := context.Background()
 	a := cluster.NewRedisInstance(t, srv.Addr, "dep", zap.NewNop())
 	b := cluster.NewRedisInstance(t, srv.Addr, "dep", zap.NewNop())
@@ -442,9 +450,7 @@ func TestKeyPrefixIsolation(t *testing.T) {
 // was confirmed is lost.
 func TestRedisDownFailsClosedAndRecovers(t *testing.T) {
 	srv := testredis.Start(t)
-	tm := cluster.DefaultTiming
-	tm.Op, tm.Dial, tm.PubSubPing, tm.RetryMax = 300*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
-	withTiming(t, tm)
+	tm := withShortTimeouts(t)
 	core, logs := observer.New(zapcore.InfoLevel)
 	ctx := context.Background()
 	s := cluster.NewRedisInstance(t, srv.Addr, "dep", zap.New(core))

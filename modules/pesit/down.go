@@ -209,6 +209,7 @@ func (d *downScanner) control() {
 	case fpdu.TypeRConnect:
 		s.answered.Store(true)
 		diag, _ := f.Diag()
+		s.meter.end(diag)
 		s.auditConnect("refused by the upstream", diag, paramText(&f, fpdu.PIFreeMessage), "")
 		s.mu.Lock()
 		s.ended = true
@@ -257,10 +258,12 @@ func (d *downScanner) control() {
 		s.mu.Lock()
 		diag := s.releaseDiag
 		s.mu.Unlock()
+		s.meter.end(diag)
 		s.endTransfer(outcomeIncomplete, diag, "released without TRANS.END")
 		s.endWith("pesit.release", zap.String("diagnostic", diag.String()))
 	case fpdu.TypeAbort:
 		diag, _ := f.Diag()
+		s.meter.end(diag)
 		s.endTransfer(outcomeAborted, diag, "aborted by the upstream")
 		s.endWith("pesit.abort", zap.String("by", "upstream"), zap.String("diagnostic", diag.String()))
 	}

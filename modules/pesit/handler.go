@@ -16,6 +16,7 @@ import (
 
 	"github.com/bankedge/bankedge/internal/auditlog"
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 )
 
@@ -135,6 +136,9 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 // Provision finds the partner registry and sets defaults.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
 	h.audit = auditlog.Logger(ctx, "bankedge.audit.pesit")
 	v, err := ctx.App("bankedge")
 	if err != nil {

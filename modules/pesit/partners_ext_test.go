@@ -26,9 +26,11 @@ func (sharedApp) PartnerAuthFailures() interface {
 	return nil
 }
 
-// Interface guards: the bankedge app is what the gateway needs, and a
-// provider of shared state from another package matches SharedState.
+// Interface guards: the bankedge app is what the gateway needs and
+// provides the shared state (on Redis storage), and a provider of shared
+// state from another package matches SharedState.
 var (
 	_ pesit.Partners    = (*ca.App)(nil)
+	_ pesit.SharedState = (*ca.App)(nil)
 	_ pesit.SharedState = sharedApp{}
 )

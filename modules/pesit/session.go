@@ -85,6 +85,7 @@ type session struct {
 	// partnerGone is set when a read from the partner failed other than by
 	// the idle timeout: EOF or a broken connection.
 	partnerGone atomic.Bool
+	meter       sessionMeter
 }
 
 func newSession(h *Handler, cx *layer4.Connection) *session {
@@ -213,6 +214,7 @@ func (s *session) answerPreConnection(unit []byte, prefixed bool) bool {
 	if ok {
 		s.h.audit.Info("pesit.preconnect", append(fields, zap.String("outcome", "ACK0"))...)
 	} else {
+		s.meter.endWith("nak0")
 		s.h.audit.Info("pesit.preconnect", append(fields, zap.String("outcome", "NAK0"), zap.String("reason", reason))...)
 	}
 	return ok
@@ -240,6 +242,8 @@ func (s *session) authRequest(id string, passwords []string) registry.AuthReques
 type authRefusal struct {
 	temporary bool
 	why       string
+	// known is set when the registry knows the partner id refused.
+	known bool
 }
 
 // authenticate runs one authentication attempt (pre-connection or
@@ -279,7 +283,7 @@ func (s *session) authenticate(id string, passwords []string, ownCert bool) (reg
 				return registry.Partner{}, &authRefusal{temporary: true, why: "authentication failure counter unavailable: " + ferr.Error()}
 			}
 		}
-		return registry.Partner{}, &authRefusal{why: string(ae.Reason) + ": " + ae.Detail}
+		return registry.Partner{}, &authRefusal{why: string(ae.Reason) + ": " + ae.Detail, known: ae.Reason != registry.ReasonUnknownPartner}
 	case ctx.Err() != nil:
 		return registry.Partner{}, &authRefusal{temporary: true, why: "authentication did not finish within connect_timeout: " + err.Error()}
 	default:
@@ -350,6 +354,9 @@ func (s *session) acceptConnect(fp []byte) bool {
 		passwords = pi5Candidates(c.Password)
 	}
 	p, refusal := s.authenticate(c.RequesterID, passwords, true)
+	if refusal != nil && refusal.known {
+		s.meter.named(c.RequesterID)
+	}
 	if refusal != nil {
 		reason := fpdu.ReasonUnauthorized
 		if refusal.temporary {
@@ -359,6 +366,7 @@ func (s *session) acceptConnect(fp []byte) bool {
 		return false
 	}
 	s.partner = p
+	s.meter.named(p.PartnerID)
 	write, read := c.AccessType == 0 || c.AccessType == 2, c.AccessType == 1 || c.AccessType == 2
 	if write && !p.AllowsAccess(true) || read && !p.AllowsAccess(false) {
 		s.refuseConnect(fpdu.ReasonUnauthorized, fmt.Sprintf("access type %d not allowed for a %s partner", c.AccessType, p.AccessType))
@@ -410,6 +418,7 @@ func (s *session) acceptConnect(fp []byte) bool {
 		s.out, s.connect = s.connect, nil
 	}
 	s.accepted = true
+	s.meter.started(p.PartnerID)
 	guard.Authenticate(s.client, unwrapL4)
 	// Now, and only now, the buffer for large reads.
 	in := make([]byte, inBufSize)
@@ -455,6 +464,7 @@ func (s *session) frameClient(fp []byte) []byte {
 // refuseConnect answers the CONNECT with RCONNECT and logs why.
 func (s *session) refuseConnect(reason uint16, why string) {
 	diag := fpdu.NewDiag(reason)
+	s.meter.end(diag)
 	fp, err := fpdu.AppendFPDU(nil, fpdu.TypeRConnect, s.clientID, 0, diag.Param())
 	if err == nil {
 		_ = s.writeClient(s.frameClient(fp))
@@ -468,6 +478,7 @@ func (s *session) refuseConnect(reason uint16, why string) {
 // abort sends ABORT with the reason to the partner and ends the session.
 func (s *session) abort(reason uint16, why string) {
 	diag := fpdu.NewDiag(reason)
+	s.meter.end(diag)
 	s.mu.Lock()
 	y := s.serverID
 	s.mu.Unlock()
@@ -573,6 +584,7 @@ func (s *session) finish() {
 	if s.accepted && !ended {
 		s.h.audit.Info("pesit.close", append(s.sessionFields(), zap.String("outcome", "closed without RELEASE"))...)
 	}
+	s.meter.finish(s.accepted)
 }
 
 // sessionFields are the fields every per-session audit line carries.

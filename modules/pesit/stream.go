@@ -196,6 +196,7 @@ func (s *session) fromPartner(f *fpdu.FPDU) (bool, error) {
 		s.mu.Unlock()
 	case fpdu.TypeAbort:
 		diag, _ := f.Diag()
+		s.meter.end(diag)
 		s.endTransfer(outcomeAborted, diag, "aborted by the partner")
 		s.endWith("pesit.abort", zap.String("by", "partner"), zap.String("diagnostic", diag.String()))
 	}
@@ -334,6 +335,7 @@ func (s *session) countData(h fpdu.Header, fromPartner bool) {
 	if x := s.xfer; x != nil && x.write == fromPartner {
 		x.seenBytes += body
 		x.seenArticles += articles
+		s.meter.data(x.write, body)
 	}
 	s.mu.Unlock()
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,32 +23,39 @@ import (
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/internal/testpki"
+	"github.com/bankedge/bankedge/internal/testrevocation"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 	"github.com/bankedge/bankedge/modules/psd2/tppclient"
+	"github.com/bankedge/bankedge/modules/trust"
 )
 
-func newBenchHandlers(b *testing.B, profile string) (*QWAC, *QSEAL) {
+func newBenchHandlers(b *testing.B, profile string, revocation func() *trust.RevocationPolicy) (*QWAC, *QSEAL) {
 	b.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	b.Cleanup(cancel)
-	return provisionBoth(b, ctx, profile)
+	return provisionBoth(b, ctx, profile, revocation)
 }
 
 var benchCA *testpki.CA
 
-func provisionBoth(b *testing.B, ctx caddy.Context, profile string) (*QWAC, *QSEAL) {
+// provisionBoth provisions the handlers trusting benchCA, with the
+// revocation block that revocation makes (nil: none).
+func provisionBoth(b *testing.B, ctx caddy.Context, profile string, revocation func() *trust.RevocationPolicy) (*QWAC, *QSEAL) {
 	pool, _ := json.Marshal(map[string]any{
 		"provider":         "inline",
 		"trusted_ca_certs": []string{base64.StdEncoding.EncodeToString(benchCA.Cert.Raw)},
 	})
-	qwac := &QWAC{TrustPoolRaw: pool}
+	if revocation == nil {
+		revocation = func() *trust.RevocationPolicy { return nil }
+	}
+	qwac := &QWAC{TrustPoolRaw: pool, Revocation: revocation()}
 	if err := qwac.Provision(ctx); err != nil {
 		b.Fatal(err)
 	}
 	// The real local store, journal included, so that its cost is in the
 	// figures.
 	store, _ := json.Marshal(map[string]any{"store": "local", "journal": filepath.Join(b.TempDir(), "replay.journal")})
-	qseal := &QSEAL{TrustPoolRaw: pool, Profile: profile, ReplayWindow: caddy.Duration(time.Nanosecond), ReplayStoreRaw: store}
+	qseal := &QSEAL{TrustPoolRaw: pool, Profile: profile, ReplayWindow: caddy.Duration(time.Nanosecond), ReplayStoreRaw: store, Revocation: revocation()}
 	if err := qseal.Provision(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -70,7 +78,7 @@ func BenchmarkVerifyPath(b *testing.B) {
 				for _, mode := range []string{"hit", "miss"} {
 					name := fmt.Sprintf("rsa%d/%s/%s/%s", bits, sizeName(size), profile, mode)
 					b.Run(name, func(b *testing.B) {
-						benchVerify(b, qwac, qseal, size, profile, mode == "miss")
+						benchVerify(b, qwac, qseal, size, profile, mode == "miss", nil)
 					})
 				}
 			}
@@ -97,8 +105,42 @@ func jsonBody(n int) []byte {
 	return buf.Bytes()
 }
 
-func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName string, miss bool) {
-	hq, hs := newBenchHandlers(b, profileName)
+// BenchmarkVerifyPathRevocation is the verify path on a revocation cache
+// hit against the same path without a revocation block, in one run: the
+// block costs a map lookup per certificate. The certificates name a Go
+// OCSP responder; the first request fills the shared cache.
+func BenchmarkVerifyPathRevocation(b *testing.B) {
+	benchCA = testpki.NewCA(b, "Bench QTSP")
+	ocspSrv := testrevocation.NewResponder(b, benchCA)
+	subject := tppcert.Subject{OrgID: "PSDGR-BOG-123456", Roles: []qcstatements.Role{qcstatements.RolePI, qcstatements.RoleAI}}
+	urls := func(c *x509.Certificate) { c.OCSPServer = []string{ocspSrv.URL} }
+	qwac := benchCA.TPP(b, tppcert.QWAC, subject, testpki.ECKey(b), urls)
+	qseal := benchCA.TPP(b, tppcert.QSEAL, subject, testpki.RSAKey(b, 2048, 0), urls)
+	policies := []struct {
+		name   string
+		policy func() *trust.RevocationPolicy
+	}{
+		{"none", nil},
+		{"hard-cached", func() *trust.RevocationPolicy { return &trust.RevocationPolicy{Mode: "hard"} }},
+	}
+	for _, rc := range policies {
+		b.Run("rsa2048/1.5KB/piraeus/hit/revocation="+rc.name, func(b *testing.B) {
+			benchVerify(b, qwac, qseal, 1500, "piraeus", false, rc.policy)
+		})
+	}
+	// psd2_qwac alone, where no RSA verification hides the difference.
+	for _, rc := range policies {
+		b.Run("qwac-only/hit/revocation="+rc.name, func(b *testing.B) {
+			benchQWAC(b, qwac, rc.policy)
+		})
+	}
+	if h := ocspSrv.Hits(); h == 0 || h > 2 {
+		b.Fatalf("the responder was asked %d times, want once for the QWAC and once for the QSEAL", h)
+	}
+}
+
+func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName string, miss bool, revocation func() *trust.RevocationPolicy) {
+	hq, hs := newBenchHandlers(b, profileName, revocation)
 	profile, _ := httpsig.ProfileByName(profileName)
 	signer := tppclient.Signer{Profile: profile, QSEAL: qseal.Cert, QSEALKey: qseal.Key, QWAC: qwac.Cert}
 	const n = 64
@@ -139,6 +181,7 @@ func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName 
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCPU(b, processCPUNanos())
 	for i := 0; i < b.N; i++ {
 		sr := reqs[i%n]
 		r := httptest.NewRequest(http.MethodPost, "https://localhost/v1/payments/sepa-credit-transfers", bytes.NewReader(sr.body))
@@ -159,6 +202,43 @@ func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName 
 			b.Fatalf("request refused: %v %d", err, rec.code)
 		}
 	}
+}
+
+// benchQWAC measures psd2_qwac alone on a GET with the QWAC's
+// verification cached.
+func benchQWAC(b *testing.B, qwac *testpki.Leaf, revocation func() *trust.RevocationPolicy) {
+	hq, _ := newBenchHandlers(b, "piraeus", revocation)
+	state := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{qwac.Cert}}
+	h := http.Header{"X-Client-Certificate": {base64.StdEncoding.EncodeToString(qwac.Cert.Raw)}}
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })
+	rec := &discardWriter{h: http.Header{}}
+	r := httptest.NewRequest(http.MethodGet, "https://localhost/v1/accounts", nil)
+	r.Header = h
+	r.TLS = state
+	base := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b, processCPUNanos())
+	for i := 0; i < b.N; i++ {
+		ctx := context.WithValue(base, caddyhttp.VarsCtxKey, map[string]any{})
+		rec.code = 0
+		if err := hq.ServeHTTP(rec, r.WithContext(ctx), next); err != nil || rec.code != 0 {
+			b.Fatalf("request refused: %v %d", err, rec.code)
+		}
+	}
+}
+
+// processCPUNanos is the user and system CPU time of this process, which
+// other processes on a shared machine disturb far less than wall time.
+func processCPUNanos() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// reportCPU reports the CPU time per operation since start (cpu-ns/op).
+func reportCPU(b *testing.B, start int64) {
+	b.ReportMetric(float64(processCPUNanos()-start)/float64(b.N), "cpu-ns/op")
 }
 
 type discardWriter struct {

@@ -111,28 +111,38 @@ type caGateway struct {
 	api  caAPI
 	xs2a string
 	root *x509.Certificate
+	// caddyfile is the configuration, auditLog where its audit lines go.
+	caddyfile, auditLog string
 }
 
-// startCAGateway runs the bankedge app, its admin API, and an XS2A site
-// with psd2_qwac and psd2_qseal trusting the CA, storage in dir.
-func startCAGateway(t *testing.T, dir string) *caGateway {
+const caAdminPassword = "Admin-Pass-2024!"
+
+// caGatewayConfig is the configuration of a caGateway on fresh ports,
+// storage in dir, psd2Options in both psd2 handlers and qsealOptions in
+// psd2_qseal.
+func caGatewayConfig(t *testing.T, dir, psd2Options, qsealOptions string) *caGateway {
 	t.Helper()
-	const adminPassword = "Admin-Pass-2024!"
-	hash, err := bcrypt.GenerateFromPassword([]byte(adminPassword), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(caAdminPassword), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	apiPort, xs2aPort, upPort := testcaddy.FreePort(t), testcaddy.FreePort(t), testcaddy.FreePort(t)
 	g := &caGateway{
-		api:  caAPI{base: fmt.Sprintf("http://127.0.0.1:%d", apiPort), user: "admin", password: adminPassword},
-		xs2a: fmt.Sprintf("https://localhost:%d", xs2aPort),
+		api:      caAPI{base: fmt.Sprintf("http://127.0.0.1:%d", apiPort), user: "admin", password: caAdminPassword},
+		xs2a:     fmt.Sprintf("https://localhost:%d", xs2aPort),
+		auditLog: filepath.Join(t.TempDir(), "audit.log"),
 	}
-	testcaddy.Load(t, testcaddy.Globals(filepath.Join(dir, "storage"), `
+	g.caddyfile = testcaddy.Globals(filepath.Join(dir, "storage"), fmt.Sprintf(`
+	log audit {
+		output file %[1]s
+		include bankedge.audit
+		format json
+	}
 	bankedge {
 		ca {
 			key_passphrase test-ca-passphrase
 		}
-	}`)+fmt.Sprintf(`
+	}`, g.auditLog)) + fmt.Sprintf(`
 http://127.0.0.1:%[1]d {
 	basic_auth {
 		admin %[2]s
@@ -150,11 +160,14 @@ https://localhost:%[3]d {
 	}
 	psd2_qwac {
 		trust_pool bankedge
+		%[5]s
 	}
 	psd2_qseal {
 		profile piraeus
 		trust_pool bankedge
 		require_signature
+		%[5]s
+		%[6]s
 	}
 	reverse_proxy 127.0.0.1:%[4]d {
 		header_up X-TPP-Org-Id {psd2.tpp.org_id}
@@ -165,10 +178,26 @@ http://:%[4]d {
 	bind 127.0.0.1
 	respond "forwarded for {http.request.header.X-TPP-Org-Id}"
 }
-`, apiPort, hash, xs2aPort, upPort))
+`, apiPort, hash, xs2aPort, upPort, psd2Options, qsealOptions)
+	return g
+}
+
+// startCAGateway runs the bankedge app, its admin API, and an XS2A site
+// with psd2_qwac and psd2_qseal trusting the CA, storage in dir, and
+// psd2Options (if any) in both handlers.
+func startCAGateway(t *testing.T, dir string, psd2Options ...string) *caGateway {
+	t.Helper()
+	g := caGatewayConfig(t, dir, strings.Join(psd2Options, "\n"), "")
+	g.start(t)
+	return g
+}
+
+// start loads the gateway's configuration and waits until it serves.
+func (g *caGateway) start(t *testing.T) {
+	t.Helper()
+	testcaddy.Load(t, g.caddyfile)
 	g.root = g.api.caCertificate(t)
 	waitForServerCertificate(t, strings.TrimPrefix(g.xs2a, "https://"), g.root)
-	return g
 }
 
 // waitForServerCertificate waits until addr serves a certificate that

@@ -15,18 +15,30 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/metrics"
 )
 
 // TPP is the identity of a third-party provider read from a verified QWAC
 // or QSEAL.
 type TPP struct {
-	OrgID      string
-	Name       string
-	Roles      []qcstatements.Role
+	OrgID string
+	Name  string
+	// Roles are the roles of ETSI TS 119 495 this version knows; only
+	// they satisfy a route's role requirement.
+	Roles []qcstatements.Role
+	// OtherRoles are the roles this version does not know (a later TS 119
+	// 495's or an NCA's, e.g. VOP_RS), by their name in the certificate
+	// (see qcstatements.OtherRole.Label). They grant nothing here and are
+	// carried upstream.
+	OtherRoles []string
+	// RolesCSV is Roles then OtherRoles, comma-separated: {psd2.tpp.roles}.
 	RolesCSV   string
 	NCAID      string
 	NCAName    string
 	CertSHA256 string
+
+	// meter records the requests of a TPP verified by its QWAC.
+	meter *metrics.TPPMeter
 }
 
 // HasAnyRole reports whether the TPP holds at least one of roles.
@@ -44,10 +56,15 @@ func (t *TPP) HasAnyRole(roles []qcstatements.Role) bool {
 // verifiedCert is a certificate whose chain and PSD2 attributes were checked.
 type verifiedCert struct {
 	cert *x509.Certificate
+	// sum is the SHA-256 of cert.Raw, the key of the revocation cache and
+	// of the blocklist.
+	sum [32]byte
 	// issuer is the certificate's issuer in its verified chain, for the
 	// revocation checks; nil when the certificate is itself trusted.
 	issuer *x509.Certificate
-	tpp    TPP
+	// roots is the trust pool the chain was verified against.
+	roots *x509.CertPool
+	tpp   TPP
 	// validUntil is the earliest NotAfter in the chain; after it the entry is
 	// re-verified so that expiry is reported.
 	validUntil time.Time
@@ -58,22 +75,31 @@ type verifiedCert struct {
 	// keyID is the last keyId found to name this certificate; TPPs send the
 	// same one on every request, so it is parsed and matched only once.
 	keyID atomic.Pointer[string]
+	// statusLoggedAt (Unix nanoseconds) is when an unknown revocation
+	// status of this certificate was last logged, so that a responder
+	// outage logs a line per certificate every statusLogEvery, not one
+	// per request.
+	statusLoggedAt atomic.Int64
 }
 
 // certVerifier checks PSD2 certificates against a trust pool and caches the
 // successes by the SHA-256 of the DER.
 type certVerifier struct {
-	roots  *x509.CertPool
+	roots  trustRoots
 	qcType qcstatements.QcType
 	kind   string // QWAC or QSEAL, for messages
 	now    func() time.Time
-	// revocation is asked about every certificate on every request,
-	// cached or not.
-	revocation []RevocationChecker
-	logger     *zap.Logger
+	// status is asked about every certificate on every request, cached or
+	// not: the blocklist, the CAs' own revocations, OCSP and CRL.
+	status certStatus
+	logger *zap.Logger
 
-	mu    sync.RWMutex
-	cache map[[32]byte]*verifiedCert
+	mu sync.RWMutex
+	// cachedFor is the trust pool the cache's entries were verified
+	// against; a live pool that changes empties the cache.
+	// It changes under mu.
+	cachedFor atomic.Pointer[x509.CertPool]
+	cache     map[[32]byte]*verifiedCert
 	// byHeader indexes the same entries by the exact header text they
 	// arrived in, which spares the decode and hash of a header certificate.
 	byHeader map[string]*verifiedCert
@@ -83,27 +109,51 @@ type certVerifier struct {
 // maxIndexedHeader bounds the header texts kept in byHeader.
 const maxIndexedHeader = 8 << 10
 
-func newCertVerifier(roots *x509.CertPool, qcType qcstatements.QcType, capacity int, revocation []RevocationChecker, logger *zap.Logger) *certVerifier {
+func newCertVerifier(roots trustRoots, qcType qcstatements.QcType, capacity int, status certStatus, logger *zap.Logger) *certVerifier {
 	kind := "QWAC"
 	if qcType == qcstatements.QcTypeESeal {
 		kind = "QSEAL"
 	}
-	return &certVerifier{
-		roots:      roots,
-		qcType:     qcType,
-		kind:       kind,
-		revocation: revocation,
-		logger:     logger,
-		now:        time.Now,
-		cache:      make(map[[32]byte]*verifiedCert),
-		byHeader:   make(map[string]*verifiedCert),
-		capacity:   capacity,
+	v := &certVerifier{
+		roots:    roots,
+		qcType:   qcType,
+		kind:     kind,
+		status:   status,
+		logger:   logger,
+		now:      time.Now,
+		cache:    make(map[[32]byte]*verifiedCert),
+		byHeader: make(map[string]*verifiedCert),
+		capacity: capacity,
 	}
+	v.cachedFor.Store(roots.current())
+	return v
+}
+
+// currentRoots returns the trust pool in force. When a live pool (the EU
+// trusted lists) has changed since the cache was filled, the cache is
+// emptied: a certificate verified against a QTSP that is no longer
+// trusted must be verified again.
+func (v *certVerifier) currentRoots() *x509.CertPool {
+	if v.roots.live == nil {
+		return v.roots.fixed
+	}
+	p := v.roots.live.CurrentCertPool()
+	if p != v.cachedFor.Load() {
+		v.mu.Lock()
+		if p != v.cachedFor.Load() {
+			clear(v.cache)
+			clear(v.byHeader)
+			v.cachedFor.Store(p)
+		}
+		v.mu.Unlock()
+	}
+	return p
 }
 
 // lookup returns a cached, still valid verification of the certificate whose
 // DER hashes to sum.
 func (v *certVerifier) lookup(sum [32]byte, now time.Time) *verifiedCert {
+	v.currentRoots()
 	v.mu.RLock()
 	vc := v.cache[sum]
 	v.mu.RUnlock()
@@ -113,6 +163,7 @@ func (v *certVerifier) lookup(sum [32]byte, now time.Time) *verifiedCert {
 // lookupHeader returns a cached verification of the certificate that came
 // in exactly this header text before.
 func (v *certVerifier) lookupHeader(header string, now time.Time) *verifiedCert {
+	v.currentRoots()
 	v.mu.RLock()
 	vc := v.byHeader[header]
 	v.mu.RUnlock()
@@ -126,6 +177,9 @@ func (v *certVerifier) storeHeader(header string, vc *verifiedCert) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if vc.roots != v.cachedFor.Load() {
+		return
+	}
 	if _, ok := v.byHeader[header]; !ok && len(v.byHeader) >= v.capacity {
 		for k := range v.byHeader {
 			delete(v.byHeader, k)
@@ -152,6 +206,11 @@ func (vc *verifiedCert) keyIDMatches(keyID string) bool {
 func (v *certVerifier) store(sum [32]byte, vc *verifiedCert) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if vc.roots != v.cachedFor.Load() {
+		// The pool changed during the verification: the next request
+		// verifies against the new one.
+		return
+	}
 	if _, ok := v.cache[sum]; !ok && len(v.cache) >= v.capacity {
 		// Map iteration order is random, which makes this a cheap random
 		// eviction; a full cache only costs a re-verification.
@@ -170,7 +229,7 @@ func (v *certVerifier) verify(cert *x509.Certificate, intermediates []*x509.Cert
 	if vc := v.lookup(sum, now); vc != nil {
 		return vc, nil
 	}
-	vc, rej := v.verifyUncached(cert, intermediates, sum, now)
+	vc, rej := v.verifyUncached(cert, intermediates, sum, now, v.currentRoots())
 	if rej != nil {
 		return nil, rej
 	}
@@ -178,7 +237,7 @@ func (v *certVerifier) verify(cert *x509.Certificate, intermediates []*x509.Cert
 	return vc, nil
 }
 
-func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x509.Certificate, sum [32]byte, now time.Time) (*verifiedCert, *rejection) {
+func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x509.Certificate, sum [32]byte, now time.Time, roots *x509.CertPool) (*verifiedCert, *rejection) {
 	kind := v.kind
 	if now.Before(cert.NotBefore) {
 		return nil, reject(CertificateExpired, fmt.Sprintf("%s is not valid before %s", kind, cert.NotBefore.UTC().Format(time.RFC3339)))
@@ -211,7 +270,7 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 	// Any EKU: QWACs increasingly carry serverAuth only, which Go's TLS
 	// client-certificate check would refuse.
 	chains, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         v.roots,
+		Roots:         roots,
 		Intermediates: pool,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
@@ -253,10 +312,15 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 	if len(cert.Subject.Organization) > 0 {
 		name = cert.Subject.Organization[0]
 	}
-	roles := make([]string, len(st.PSD2.Roles))
-	for i, r := range st.PSD2.Roles {
-		roles[i] = string(r)
+	roles := make([]string, 0, len(st.PSD2.Roles)+len(st.PSD2.Others))
+	for _, r := range st.PSD2.Roles {
+		roles = append(roles, string(r))
 	}
+	var others []string
+	for _, r := range st.PSD2.Others {
+		others = append(others, r.Label())
+	}
+	roles = append(roles, others...)
 	validUntil := cert.NotAfter
 	for _, c := range chains[0] {
 		if c.NotAfter.Before(validUntil) {
@@ -269,15 +333,19 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 	}
 	return &verifiedCert{
 		cert:   cert,
+		sum:    sum,
 		issuer: issuer,
+		roots:  roots,
 		tpp: TPP{
 			OrgID:      orgID,
 			Name:       name,
 			Roles:      st.PSD2.Roles,
+			OtherRoles: others,
 			RolesCSV:   strings.Join(roles, ","),
 			NCAID:      st.PSD2.NCAID,
 			NCAName:    st.PSD2.NCAName,
 			CertSHA256: hex.EncodeToString(sum[:]),
+			meter:      v.tppMeter(orgID, roles),
 		},
 		validUntil: validUntil,
 		base64DER:  base64.StdEncoding.EncodeToString(cert.Raw),

@@ -18,6 +18,8 @@ const (
 	// CertificateRevoked is the Implementation Guidelines' spelling; some
 	// Berlin Group OpenAPI files spell it CERTIFICATE_REVOKE.
 	CertificateRevoked Code = "CERTIFICATE_REVOKED"
+	// CertificateBlocked: the ASPSP blocked the certificate or its TPP.
+	CertificateBlocked Code = "CERTIFICATE_BLOCKED"
 	SignatureMissing   Code = "SIGNATURE_MISSING"
 	SignatureInvalid   Code = "SIGNATURE_INVALID"
 	RoleInvalid        Code = "ROLE_INVALID"

@@ -94,6 +94,7 @@ var noTPP TPP
 // refuse records a refusal for the placeholders, logs it at debug level
 // (the access log carries it, see README) and answers it.
 func refuse(w http.ResponseWriter, r *http.Request, vars map[string]any, logger *zap.Logger, rej *rejection, tpp *TPP) {
+	meterRefusal(vars, tpp, rej.Code)
 	if vars != nil {
 		vars[varResult] = string(rej.Code)
 		vars[varResultText] = rej.Text

@@ -18,7 +18,10 @@ import (
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/metrics"
+	"github.com/bankedge/bankedge/modules/cluster"
 	"github.com/bankedge/bankedge/modules/psd2/httpsig"
+	"github.com/bankedge/bankedge/modules/trust"
 )
 
 func init() {
@@ -53,6 +56,10 @@ type QSEAL struct {
 	// TrustPool is the source of the QTSP certificates that QSEALs must
 	// chain to; any tls.ca_pool.source module.
 	TrustPoolRaw json.RawMessage `json:"trust_pool,omitempty" caddy:"namespace=tls.ca_pool.source inline_key=provider"`
+
+	// Revocation checks the QSEAL by OCSP and CRL, as psd2_qwac's
+	// revocation does the QWAC.
+	Revocation *trust.RevocationPolicy `json:"revocation,omitempty"`
 
 	// Profile is the bank's signing flavour: "piraeus" or "berlingroup"
 	// (default). Every field below that is left unset takes the profile's
@@ -121,8 +128,10 @@ type QSEAL struct {
 	ReplayWindow caddy.Duration `json:"replay_window,omitempty"`
 
 	// ReplayStore keeps the request ids: a module of the
-	// http.psd2.replay_stores namespace. Default: local (in memory, per
-	// organisation quotas, a journal on disk read back on start).
+	// http.psd2.replay_stores namespace. Default: redis (shared by every
+	// gateway on it) when Caddy's storage is Redis, else local (in
+	// memory, per organisation quotas, a journal on disk read back on
+	// start).
 	ReplayStoreRaw json.RawMessage `json:"replay_store,omitempty" caddy:"namespace=http.psd2.replay_stores inline_key=store"`
 
 	// ReplayCacheSize is the former name of the local replay store's
@@ -158,6 +167,9 @@ func (*QSEAL) CaddyModule() caddy.ModuleInfo {
 // Provision resolves the profile and loads the trust pool.
 func (h *QSEAL) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
 	h.now = time.Now
 	pool, err := loadTrustPool(ctx, h, "TrustPoolRaw", h.TrustPoolRaw)
 	if err != nil {
@@ -221,15 +233,23 @@ func (h *QSEAL) Provision(ctx caddy.Context) error {
 	if h.CacheSize == 0 {
 		h.CacheSize = 1024
 	}
-	checkers, err := revocationCheckers(ctx)
+	status, err := statusChecks(ctx, h.Revocation, pool, h.logger)
 	if err != nil {
 		return err
 	}
-	h.verifier = newCertVerifier(pool, qcstatements.QcTypeESeal, h.CacheSize, checkers, h.logger)
+	h.verifier = newCertVerifier(pool, qcstatements.QcTypeESeal, h.CacheSize, status, h.logger)
 
-	if h.ReplayStoreRaw == nil {
+	switch {
+	case h.ReplayStoreRaw == nil && cluster.StorageShared(ctx):
+		// Gateways on one Redis storage are one gateway for replays.
+		if h.ReplayCacheSize != 0 {
+			return errors.New("replay_cache_size is the quota of the in-process replay store, but on Redis storage request ids are shared in Redis: " +
+				"remove it, or keep ids in this process with replay_store local { quota … }")
+		}
+		h.ReplayStoreRaw = caddyconfig.JSONModuleObject(&RedisReplayStore{}, "store", "redis", nil)
+	case h.ReplayStoreRaw == nil:
 		h.ReplayStoreRaw = caddyconfig.JSONModuleObject(&LocalReplayStore{Quota: h.ReplayCacheSize}, "store", "local", nil)
-	} else if h.ReplayCacheSize != 0 {
+	case h.ReplayCacheSize != 0:
 		return errors.New("replay_cache_size is the quota of the local replay store; with replay_store set, configure the store instead")
 	}
 	mod, err := ctx.LoadModule(h, "ReplayStoreRaw")
@@ -275,6 +295,7 @@ func (h *QSEAL) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp
 	defer body.release()
 	vars := providePlaceholders(r)
 	tpp, rej := h.check(r, body)
+	markChecked(vars, nil)
 	if rej != nil {
 		refuse(w, r, vars, h.logger, rej, tpp)
 		return nil
@@ -354,6 +375,7 @@ func (h *QSEAL) algorithmAllowed(alg httpsig.Algorithm) bool {
 //	psd2_qseal [<matcher>] {
 //		profile piraeus|berlingroup
 //		trust_pool <module> [<args…>] [{ … }]
+//		revocation [hard|soft|off] [{ mode …; prefer ocsp|crl; timeout <d> }]
 //		digest_encoding raw|hex
 //		compact_json_digest [on|off]
 //		sign_base64 [on|off]
@@ -382,6 +404,9 @@ func (h *QSEAL) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyfileargs.One(d, &h.Profile)
 		case "trust_pool":
 			h.TrustPoolRaw, err = unmarshalTrustPool(d)
+		case "revocation":
+			h.Revocation = new(trust.RevocationPolicy)
+			err = h.Revocation.UnmarshalCaddyfile(d)
 		case "digest_encoding":
 			err = caddyfileargs.One(d, &h.DigestEncoding)
 		case "compact_json_digest":

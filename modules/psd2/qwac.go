@@ -2,10 +2,12 @@ package psd2
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -13,8 +15,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/modules/psd2/certheader"
+	"github.com/bankedge/bankedge/modules/trust"
 )
 
 func init() {
@@ -41,12 +46,14 @@ var defaultStripHeaders = []string{
 //
 // A request passes when its path is in canonical form, it carries each
 // identity and signature header at most once, the TLS client certificate
-// and the X-Client-Certificate header hold the same certificate, that
-// certificate chains to the trust pool, is within its validity, is not
-// revoked (by the bankedge CA, when the configuration has the bankedge app),
-// carries the PSD2 QCStatement of ETSI TS 119 495 with an
-// organizationIdentifier, and grants a role that the path needs. Otherwise
-// the handler answers with a Berlin Group error.
+// (or, behind a TLS-terminating load balancer, the RFC 9440 Client-Cert
+// header it set) and the X-Client-Certificate header hold the same
+// certificate, that certificate chains to the trust pool, is within its
+// validity, is not blocked by the bank nor revoked (by the bankedge CA, when
+// the configuration has the bankedge app, and per OCSP and CRL with a
+// revocation block), carries the PSD2 QCStatement of ETSI TS 119 495 with
+// an organizationIdentifier, and grants a role that the path needs.
+// Otherwise the handler answers with a Berlin Group error.
 //
 // It sets the placeholders {psd2.result}, {psd2.result_text},
 // {psd2.tpp.org_id}, {psd2.tpp.name}, {psd2.tpp.roles}, {psd2.tpp.nca_id},
@@ -55,12 +62,29 @@ var defaultStripHeaders = []string{
 // placeholders reach upstream) and of the headers with which a client could
 // override the method, the path or its address (X-Original-URL,
 // X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override,
-// Forwarded, X-Real-IP, X-Forwarded-*).
+// Forwarded, X-Real-IP, X-Forwarded-*), and always Client-Cert and
+// Client-Cert-Chain.
 type QWAC struct {
 	// TrustPool is the source of the QTSP certificates that QWACs must
-	// chain to; any tls.ca_pool.source module, e.g. file or bankedge.
-	// Intermediates may also come from the TLS handshake.
+	// chain to; any tls.ca_pool.source module, e.g. file, bankedge or
+	// eu_trusted_list (whose refreshes count at once). Intermediates may
+	// also come from the TLS handshake.
 	TrustPoolRaw json.RawMessage `json:"trust_pool,omitempty" caddy:"namespace=tls.ca_pool.source inline_key=provider"`
+
+	// Revocation checks the QWAC by OCSP and CRL: mode hard (the default
+	// with the block: a status that cannot be established is refused),
+	// soft (allowed and logged) or off; prefer ocsp or crl; timeout.
+	// Without it only the bankedge CA's own revocations count. The
+	// bankedge CA's certificates are always answered by its own view.
+	Revocation *trust.RevocationPolicy `json:"revocation,omitempty"`
+
+	// ClientCertificate is where the QWAC comes from: "tls" (the
+	// default: the TLS handshake) or "header": the RFC 9440 Client-Cert
+	// header (with Client-Cert-Chain for intermediates) that a
+	// TLS-terminating load balancer sets. The header is taken only from a
+	// peer in the server's trusted_proxies; from any other peer it is
+	// ignored and the request is refused as without a certificate.
+	ClientCertificate string `json:"client_certificate,omitempty"`
 
 	// RequireRoles, when set, replaces the Berlin Group path map for this
 	// route: the TPP must hold at least one of these roles (PSP_AS, PSP_PI,
@@ -90,10 +114,14 @@ type QWAC struct {
 	// Default: 1024.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	roles     []qcstatements.Role
-	stripKeys []string
-	verifier  *certVerifier
-	logger    *zap.Logger
+	roles      []qcstatements.Role
+	stripKeys  []string
+	verifier   *certVerifier
+	fromHeader bool
+	logger     *zap.Logger
+	// untrustedLoggedAt (Unix nanoseconds) spaces the warnings about
+	// Client-Cert headers from peers outside trusted_proxies.
+	untrustedLoggedAt atomic.Int64
 }
 
 // CaddyModule returns the Caddy module information.
@@ -107,6 +135,9 @@ func (*QWAC) CaddyModule() caddy.ModuleInfo {
 // Provision loads the trust pool and sets defaults.
 func (h *QWAC) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
 	pool, err := loadTrustPool(ctx, h, "TrustPoolRaw", h.TrustPoolRaw)
 	if err != nil {
 		return err
@@ -127,11 +158,18 @@ func (h *QWAC) Provision(ctx caddy.Context) error {
 	if h.CacheSize == 0 {
 		h.CacheSize = 1024
 	}
-	checkers, err := revocationCheckers(ctx)
+	switch h.ClientCertificate {
+	case "", "tls":
+	case "header":
+		h.fromHeader = true
+	default:
+		return fmt.Errorf("client_certificate must be tls or header, got %q", h.ClientCertificate)
+	}
+	status, err := statusChecks(ctx, h.Revocation, pool, h.logger)
 	if err != nil {
 		return err
 	}
-	h.verifier = newCertVerifier(pool, qcstatements.QcTypeWeb, h.CacheSize, checkers, h.logger)
+	h.verifier = newCertVerifier(pool, qcstatements.QcTypeWeb, h.CacheSize, status, h.logger)
 	return nil
 }
 
@@ -149,7 +187,14 @@ var derPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // ServeHTTP checks the transport identity and passes the request on.
 func (h *QWAC) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	vars := providePlaceholders(r)
+	m := startMeter(vars)
+	defer finishMeter(vars, m)
 	tpp, rej := h.check(r)
+	// What a load balancer put there is never forwarded; from anyone
+	// else it was never taken.
+	delete(r.Header, keyClientCert)
+	delete(r.Header, keyClientCertChain)
+	markChecked(vars, tpp)
 	if rej != nil {
 		refuse(w, r, vars, h.logger, rej, tpp)
 		return nil
@@ -171,16 +216,32 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 	if rej := checkCanonicalPath(r.URL); rej != nil {
 		return nil, rej
 	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return nil, reject(CertificateMissing, "no TLS client certificate: the QWAC must be presented in the TLS handshake")
+	var (
+		peer          *x509.Certificate
+		intermediates []*x509.Certificate
+		sum           [32]byte
+		vc            *verifiedCert
+		proxied       string
+	)
+	if h.fromHeader {
+		var rej *rejection
+		if vc, peer, intermediates, sum, rej = h.headerCertificate(r); rej != nil {
+			return nil, rej
+		}
+		proxied = header(r, keyClientCert)
+	} else {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			return nil, reject(CertificateMissing, noCertificate)
+		}
+		peer, intermediates = r.TLS.PeerCertificates[0], r.TLS.PeerCertificates[1:]
+		sum = sha256Sum(peer.Raw)
+		vc = h.verifier.lookup(sum, h.verifier.now())
 	}
-	peer := r.TLS.PeerCertificates[0]
 	value := header(r, headerClientCertificate)
 	if value == "" {
 		return nil, rejectPath(CertificateMissing, headerClientCertificate, "X-Client-Certificate header is missing")
 	}
-	sum := sha256Sum(peer.Raw)
-	vc := h.verifier.lookup(sum, h.verifier.now())
+	h.verifier.meterLookup(vc != nil)
 	// Most clients send the header as base64 DER, which then equals the
 	// cached encoding of the handshake certificate: no decode needed.
 	if vc == nil || value != vc.base64DER {
@@ -198,8 +259,11 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 	}
 	if vc == nil {
 		var rej *rejection
-		if vc, rej = h.verifier.verify(peer, r.TLS.PeerCertificates[1:], sum); rej != nil {
+		if vc, rej = h.verifier.verify(peer, intermediates, sum); rej != nil {
 			return nil, rej
+		}
+		if proxied != "" {
+			h.verifier.storeHeader(proxied, vc)
 		}
 	}
 	tpp := &vc.tpp
@@ -224,6 +288,8 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 //
 //	psd2_qwac [<matcher>] {
 //		trust_pool <module> [<args…>] [{ … }]
+//		revocation [hard|soft|off] [{ mode …; prefer ocsp|crl; timeout <d> }]
+//		client_certificate tls|header
 //		require_roles <role…>
 //		allow_unmapped
 //		strip_headers <header…>
@@ -242,6 +308,18 @@ func (h *QWAC) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.TrustPoolRaw = raw
+		case "revocation":
+			h.Revocation = new(trust.RevocationPolicy)
+			if err := h.Revocation.UnmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "client_certificate":
+			if err := caddyfileargs.One(d, &h.ClientCertificate); err != nil {
+				return err
+			}
+			if h.ClientCertificate != "tls" && h.ClientCertificate != "header" {
+				return d.Errf("client_certificate must be tls or header, got %q", h.ClientCertificate)
+			}
 		case "require_roles":
 			h.RequireRoles = d.RemainingArgs()
 			if len(h.RequireRoles) == 0 {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
+
+	"github.com/bankedge/bankedge/modules/cluster"
 )
 
 // replayStoreRetryAfter is the Retry-After of a request refused because the
@@ -37,7 +39,12 @@ func (h *QSEAL) claim(r *http.Request, tpp *TPP, id uuid.UUID) *rejection {
 			Text: fmt.Sprintf("this TPP has sent %d requests within the replay window of %s, the most the gateway remembers; retry later",
 				quota.Quota, time.Duration(h.ReplayWindow))}
 	case err != nil:
-		h.logger.Error("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
+		if errors.Is(err, cluster.ErrUnavailable) {
+			// The shared state logs one line per outage, not per request.
+			h.logger.Debug("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
+		} else {
+			h.logger.Error("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
+		}
 		return &rejection{Status: ServiceUnavailable.status(), Code: ServiceUnavailable, RetryAfter: replayStoreRetryAfter,
 			Text: "the request cannot be checked for replay right now; retry later with the same X-Request-ID"}
 	case !fresh:

@@ -7,9 +7,17 @@ import (
 
 // TestRevokedCertificates: a QWAC or QSEAL that the bankedge CA revoked is
 // refused at once, although its verification is cached from the requests
-// before (issue "Hostile traffic", point 2).
+// before (issue "Hostile traffic", point 2). With a revocation block in
+// hard mode the CA's own view still answers for its certificates, which
+// name no OCSP responder nor CRL here: they pass until revoked.
 func TestRevokedCertificates(t *testing.T) {
-	g := startCAGateway(t, t.TempDir())
+	for name, opts := range map[string]string{"no revocation block": "", "revocation hard": "revocation {\n\t\t\tmode hard\n\t\t}"} {
+		t.Run(name, func(t *testing.T) { revokedCertificates(t, opts) })
+	}
+}
+
+func revokedCertificates(t *testing.T, psd2Options string) {
+	g := startCAGateway(t, t.TempDir(), psd2Options)
 	qwac := g.api.issuePSD2(t, "qwac", orgID, "PSP_PI,PSP_AI")
 	qseal := g.api.issuePSD2(t, "qseal", orgID, "PSP_PI,PSP_AI")
 	for range 2 {

@@ -34,6 +34,7 @@ func (h *QSEAL) decodeSignatureCertificate(r *http.Request) (*verifiedCert, *rej
 	}
 	now := h.verifier.now()
 	if vc := h.verifier.lookupHeader(value, now); vc != nil {
+		h.verifier.meterLookup(true)
 		return vc, nil
 	}
 	buf := derPool.Get().(*[]byte)
@@ -45,9 +46,11 @@ func (h *QSEAL) decodeSignatureCertificate(r *http.Request) (*verifiedCert, *rej
 	}
 	sum := sha256Sum(der)
 	if vc := h.verifier.lookup(sum, now); vc != nil {
+		h.verifier.meterLookup(true)
 		h.verifier.storeHeader(value, vc)
 		return vc, nil
 	}
+	h.verifier.meterLookup(false)
 	// Parse a copy: the decode buffer goes back to the pool, the cached
 	// certificate stays.
 	cert, err := x509.ParseCertificate(bytes.Clone(der))

@@ -10,26 +10,48 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
+
+	"github.com/bankedge/bankedge/modules/trust"
 )
 
+// trustRoots is the pool certificates must chain to: fixed when the config
+// is loaded, or live (trust.LivePool, the EU trusted lists) when the pool
+// follows the real world while the config runs.
+type trustRoots struct {
+	fixed *x509.CertPool
+	live  trust.LivePool
+}
+
+// current returns the pool in force now.
+func (t trustRoots) current() *x509.CertPool {
+	if t.live != nil {
+		return t.live.CurrentCertPool()
+	}
+	return t.fixed
+}
+
 // loadTrustPool provisions the tls.ca_pool.source module in field of host.
-func loadTrustPool(ctx caddy.Context, host any, field string, raw json.RawMessage) (*x509.CertPool, error) {
+func loadTrustPool(ctx caddy.Context, host any, field string, raw json.RawMessage) (trustRoots, error) {
 	if raw == nil {
-		return nil, fmt.Errorf("trust_pool is required: the QTSP roots that certificates must chain to")
+		return trustRoots{}, fmt.Errorf("trust_pool is required: the QTSP roots that certificates must chain to")
 	}
 	mod, err := ctx.LoadModule(host, field)
 	if err != nil {
-		return nil, fmt.Errorf("loading trust pool: %w", err)
+		return trustRoots{}, fmt.Errorf("loading trust pool: %w", err)
 	}
 	ca, ok := mod.(caddytls.CA)
 	if !ok {
-		return nil, fmt.Errorf("trust pool module %T is not a certificate pool provider", mod)
+		return trustRoots{}, fmt.Errorf("trust pool module %T is not a certificate pool provider", mod)
 	}
 	pool := ca.CertPool()
 	if pool == nil {
-		return nil, fmt.Errorf("trust pool module %T provided no certificate pool", mod)
+		return trustRoots{}, fmt.Errorf("trust pool module %T provided no certificate pool", mod)
 	}
-	return pool, nil
+	roots := trustRoots{fixed: pool}
+	if live, ok := mod.(trust.LivePool); ok {
+		roots.live = live
+	}
+	return roots, nil
 }
 
 // unmarshalTrustPool parses "trust_pool <module> [args] [{ … }]", the same

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
+	"github.com/bankedge/bankedge/internal/metrics"
 	"github.com/bankedge/bankedge/modules/trust/fetch"
 	"github.com/bankedge/bankedge/modules/trust/tsl"
 )
@@ -95,6 +96,9 @@ func (*EUTrustedList) CaddyModule() caddy.ModuleInfo {
 // Provision loads the signers, joins (or starts) the shared source for this
 // configuration and waits for its first lists.
 func (p *EUTrustedList) Provision(ctx caddy.Context) error {
+	if err := metrics.Register(ctx); err != nil {
+		return err
+	}
 	p.usage = tsl.Usage(p.Service)
 	if p.usage == "" {
 		p.usage = tsl.UsageWeb

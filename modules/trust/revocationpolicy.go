@@ -84,13 +84,14 @@ func (p *RevocationPolicy) UseChecker(c *revocation.Checker) { p.checker = c }
 
 // Check establishes the revocation status of cert, issued by issuer (the
 // next certificate of its verified chain); sum is the SHA-256 of cert.Raw.
-// A cached answer costs a map lookup and no allocation; otherwise the check
-// waits at most Timeout.
+// A cached answer costs a map lookup and no allocation (its refresh, near
+// its end, runs in the background); otherwise the check waits at most
+// Timeout.
 func (p *RevocationPolicy) Check(ctx context.Context, sum [32]byte, cert, issuer *x509.Certificate) (Verdict, revocation.Result) {
 	if p.Mode == "off" {
 		return Allow, revocation.Result{Status: revocation.Good}
 	}
-	res, ok := p.checker.Cached(sum)
+	res, ok := p.checker.CheckCached(sum, cert, issuer, p.prefer)
 	if !ok {
 		res = p.checkWithTimeout(ctx, sum, cert, issuer)
 	}

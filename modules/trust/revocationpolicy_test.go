@@ -134,3 +134,47 @@ func BenchmarkRevocationPolicyCached(b *testing.B) {
 		}
 	}
 }
+
+// The policy renews answers ahead of their end like the checker does: a
+// certificate in use is checked again in the background before its cached
+// answer ends, so a revocation in the publisher's next CRL counts without
+// waiting for the cached one to end, and no request waits on the fetch.
+func TestRevocationPolicyRefreshesAhead(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	var crl atomic.Pointer[[]byte]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(*crl.Load()) }))
+	defer srv.Close()
+	cert := ca.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "TPP"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(3 * time.Hour), CRLDistributionPoints: []string{srv.URL + "/ca.crl"}}, testpki.ECKey(t).Public())
+	publish := func(from time.Time, revoked ...x509.RevocationListEntry) {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(from.UnixNano()), ThisUpdate: from,
+			NextUpdate: from.Add(time.Hour), RevokedCertificateEntries: revoked}, ca.Cert, ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crl.Store(&der)
+	}
+	publish(time.Now())
+	var offset atomic.Int64
+	p := &trust.RevocationPolicy{Prefer: "crl"}
+	p.UseChecker(revocation.New(revocation.Options{HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(time.Second)},
+		Now: func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }}))
+	if err := p.Provision(); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cert.Raw)
+	if v, res := p.Check(context.Background(), sum, cert, ca.Cert); v != trust.Allow {
+		t.Fatal(res)
+	}
+	publish(time.Now().Add(45*time.Minute), x509.RevocationListEntry{SerialNumber: cert.SerialNumber, RevocationTime: time.Now()})
+	offset.Store(int64(50 * time.Minute))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		v, _ := p.Check(context.Background(), sum, cert, ca.Cert)
+		if v == trust.Refuse {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revocation in the next CRL was not found before the cached answer ended")
+		}
+	}
+}

@@ -174,6 +174,7 @@ func (s *source) resolveLocked(ctx context.Context) error {
 		prev = old.snap
 	}
 	snap, err := s.resolver.Resolve(ctx, prev)
+	meterResolve(snap, err)
 	log := s.logger.Load()
 	if err != nil {
 		if log != nil {

@@ -4,7 +4,8 @@
 // PSD2 authorisation number.
 //
 // Parsing is lenient where real certificates are known to deviate: unknown
-// statements and unknown role OIDs are ignored, the role OID decides over the
+// statements are ignored, roles whose OID this version does not know are
+// kept apart (PSD2.Others) rather than refused, the role OID decides over the
 // role name, and a single statement that is not wrapped in a SEQUENCE is
 // accepted.
 package qcstatements
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -106,15 +108,64 @@ func (t QcType) String() string {
 // PSD2 is the PSD2QcType statement: the roles granted by the national
 // competent authority (NCA), and that authority's name and identifier.
 type PSD2 struct {
-	Roles   []Role
+	// Roles are the roles of ETSI TS 119 495 that this version knows,
+	// identified by their OID.
+	Roles []Role
+	// Others are the roles whose OID this version does not know (roles
+	// of later versions of TS 119 495 or of an NCA, such as PSP_CB,
+	// PSP_PA, VOP_RS or VOP_VS). They grant nothing a known role is
+	// needed for; they are kept so that they can be carried upstream.
+	Others  []OtherRole
 	NCAName string
 	NCAID   string
+}
+
+// OtherRole is a RoleOfPSP whose OID this version does not know.
+type OtherRole struct {
+	OID asn1.ObjectIdentifier
+	// Name is the roleOfPspName as the certificate spells it.
+	Name string
+}
+
+// maxRoleLabel bounds the length of a role name carried as a label.
+const maxRoleLabel = 64
+
+// Label is the name the role is carried by: its roleOfPspName when that is
+// a plain word (letters, digits, '_', '-' and '.', at most 64) and not the
+// name of a known role, which it must not pose as; otherwise its OID in
+// dotted form.
+func (r OtherRole) Label() string {
+	ok := r.Name != "" && len(r.Name) <= maxRoleLabel
+	for i := 0; ok && i < len(r.Name); i++ {
+		c := r.Name[i]
+		ok = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.'
+	}
+	if ok {
+		for known := range roleOIDs {
+			if strings.EqualFold(r.Name, string(known)) {
+				ok = false
+			}
+		}
+	}
+	if ok {
+		return r.Name
+	}
+	return r.OID.String()
 }
 
 // HasRole reports whether r is among the roles.
 func (p *PSD2) HasRole(r Role) bool {
 	for _, have := range p.Roles {
 		if have == r {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *PSD2) hasOther(oid asn1.ObjectIdentifier) bool {
+	for _, o := range p.Others {
+		if o.OID.Equal(oid) {
 			return true
 		}
 	}
@@ -294,10 +345,15 @@ func parsePSD2(info cryptobyte.String) (PSD2, error) {
 		if !roles.ReadASN1(&role, cbasn1.SEQUENCE) || !role.ReadASN1ObjectIdentifier(&oid) || !readString(&role, &name) {
 			return p, fmt.Errorf("%w: bad RoleOfPSP", ErrMalformed)
 		}
-		// The OID decides; a mismatching name is tolerated, unknown roles are
-		// registered by NCAs and are ignored rather than refused.
-		if r, ok := roleForOID(oid); ok && !p.HasRole(r) {
-			p.Roles = append(p.Roles, r)
+		// The OID decides; a mismatching name is tolerated. Roles this
+		// version does not know come from later versions of TS 119 495 or
+		// from NCAs: kept apart, not refused.
+		if r, ok := roleForOID(oid); ok {
+			if !p.HasRole(r) {
+				p.Roles = append(p.Roles, r)
+			}
+		} else if !p.hasOther(oid) {
+			p.Others = append(p.Others, OtherRole{OID: oid, Name: name})
 		}
 	}
 	if !readString(&body, &p.NCAName) || !readString(&body, &p.NCAID) {
@@ -398,6 +454,12 @@ func Marshal(s Statements) ([]byte, error) {
 							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 								b.AddASN1ObjectIdentifier(oid)
 								addUTF8(b, string(r))
+							})
+						}
+						for _, r := range s.PSD2.Others {
+							b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+								b.AddASN1ObjectIdentifier(r.OID)
+								addUTF8(b, r.Name)
 							})
 						}
 					})

@@ -167,12 +167,13 @@ func TestParseLenient(t *testing.T) {
 			t.Errorf("got %+v, %v", st, err)
 		}
 	})
-	t.Run("unknown roles ignored, OID decides, duplicates merged", func(t *testing.T) {
+	t.Run("unknown roles kept apart, OID decides, duplicates merged", func(t *testing.T) {
 		der := build(t, seq(psd2Statement(
 			role(asn1.ObjectIdentifier{0, 4, 0, 19495, 1, 9}, "PSP_XX"),
 			pi,
 			role(qcstatements.RoleAI.OID(), "PSP_PI"), // misnamed
 			role(asn1.ObjectIdentifier{1, 2, 3}, "PSP_AI"),
+			role(asn1.ObjectIdentifier{0, 4, 0, 19495, 1, 9}, "PSP_XX"),
 			pi,
 		)))
 		st, err := qcstatements.Parse(der)
@@ -181,6 +182,14 @@ func TestParseLenient(t *testing.T) {
 		}
 		if want := []qcstatements.Role{qcstatements.RolePI, qcstatements.RoleAI}; !slices.Equal(st.PSD2.Roles, want) {
 			t.Errorf("roles = %v, want %v", st.PSD2.Roles, want)
+		}
+		want := []qcstatements.OtherRole{{OID: asn1.ObjectIdentifier{0, 4, 0, 19495, 1, 9}, Name: "PSP_XX"}, {OID: asn1.ObjectIdentifier{1, 2, 3}, Name: "PSP_AI"}}
+		if !reflect.DeepEqual(st.PSD2.Others, want) {
+			t.Errorf("other roles = %+v, want %+v", st.PSD2.Others, want)
+		}
+		// A role this version does not know never poses as a known one.
+		if got := []string{st.PSD2.Others[0].Label(), st.PSD2.Others[1].Label()}; !slices.Equal(got, []string{"PSP_XX", "1.2.3"}) {
+			t.Errorf("labels = %v", got)
 		}
 	})
 	t.Run("unknown statements, QcType values and semantics ignored", func(t *testing.T) {
@@ -367,7 +376,9 @@ func TestOpenSSLCertificates(t *testing.T) {
 		{"qwac_critical_ext", "0xC0FFEE", qwacStatements, true},
 		{"single_ext", "0x51", qcstatements.Statements{PSD2: qsealStatements.PSD2}, false},
 		{"extra_ext", "0xE1", qcstatements.Statements{Compliance: true, PSD2: &qcstatements.PSD2{
-			Roles: []qcstatements.Role{qcstatements.RoleAS, qcstatements.RoleAI}, NCAName: "Bank of Greece", NCAID: "GR-BOG"}}, false},
+			Roles:   []qcstatements.Role{qcstatements.RoleAS, qcstatements.RoleAI},
+			Others:  []qcstatements.OtherRole{{OID: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Name: "PSP_XX"}},
+			NCAName: "Bank of Greece", NCAID: "GR-BOG"}}, false},
 	} {
 		t.Run(tc.section, func(t *testing.T) {
 			cert := opensslCert(t, openssl, cnf, tc.section, tc.serial)
@@ -544,7 +555,8 @@ func FuzzParse(f *testing.F) {
 			// Marshal refuses only what it cannot encode: QcType values
 			// that Parse kept as unknown, or empty NCA strings.
 			unencodable := slices.Contains(st.Types, qcstatements.QcTypeUnknown) ||
-				st.PSD2 != nil && (st.PSD2.NCAName == "" || st.PSD2.NCAID == "")
+				st.PSD2 != nil && (st.PSD2.NCAName == "" || st.PSD2.NCAID == "" ||
+					slices.ContainsFunc(st.PSD2.Others, func(o qcstatements.OtherRole) bool { return o.Name == "" }))
 			if !unencodable {
 				t.Fatalf("Marshal(%+v) = %v", st, err)
 			}
@@ -573,6 +585,20 @@ func BenchmarkParseQCStatements(b *testing.B) {
 	for b.Loop() {
 		if _, err := qcstatements.Parse(der); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestOtherRoleLabel(t *testing.T) {
+	oid := asn1.ObjectIdentifier{0, 4, 0, 19495, 1, 7}
+	for name, want := range map[string]string{
+		"VOP_RS": "VOP_RS", "PSP_CB": "PSP_CB", "psp.pa-2": "psp.pa-2",
+		"PSP_PI": "0.4.0.19495.1.7", "psp_ai": "0.4.0.19495.1.7", // never a known role's name
+		"": "0.4.0.19495.1.7", "VOP RS": "0.4.0.19495.1.7", "A,B": "0.4.0.19495.1.7", "X\r\nY": "0.4.0.19495.1.7",
+		strings.Repeat("R", 65): "0.4.0.19495.1.7",
+	} {
+		if got := (qcstatements.OtherRole{OID: oid, Name: name}).Label(); got != want {
+			t.Errorf("Label(%q) = %q, want %q", name, got, want)
 		}
 	}
 }

@@ -50,6 +50,9 @@ type Subject struct {
 	CommonName   string
 	Country      string
 	Roles        []qcstatements.Role
+	// OtherRoles are roles this version does not know (a later TS 119 495
+	// or an NCA's), for certificates of newer profiles.
+	OtherRoles []qcstatements.OtherRole
 	// NCAName is the competent authority's name; NCAID defaults to the
 	// one in OrgID (e.g. GR-BOG).
 	NCAName string
@@ -65,7 +68,7 @@ func Template(kind Kind, s Subject, notBefore, notAfter time.Time) (*x509.Certif
 	if err != nil {
 		return nil, err
 	}
-	if len(s.Roles) == 0 {
+	if len(s.Roles)+len(s.OtherRoles) == 0 {
 		return nil, fmt.Errorf("a PSD2 certificate needs at least one role")
 	}
 	if s.NCAID == "" {
@@ -95,7 +98,7 @@ func Template(kind Kind, s Subject, notBefore, notAfter time.Time) (*x509.Certif
 		LegalPerson: true,
 		SSCD:        kind == QSEAL,
 		Types:       []qcstatements.QcType{qcType},
-		PSD2:        &qcstatements.PSD2{Roles: s.Roles, NCAName: s.NCAName, NCAID: s.NCAID},
+		PSD2:        &qcstatements.PSD2{Roles: s.Roles, Others: s.OtherRoles, NCAName: s.NCAName, NCAID: s.NCAID},
 	}, false)
 	if err != nil {
 		return nil, err

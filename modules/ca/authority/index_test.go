@@ -671,3 +671,32 @@ func TestOddPartnersAndRecordsDoNotStopIssuance(t *testing.T) {
 		t.Errorf("intents left: %v", keys)
 	}
 }
+
+// TestQueryPurpose: the purpose filter, in any case, pages like the others.
+func TestQueryPurpose(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, _ := newCA(t, nil)
+	pub := mustECDSA(t, elliptic.P256()).Public()
+	var servers []string
+	for i := range 5 {
+		req := Request{PublicKey: pub, Template: &x509.Certificate{Subject: pkix.Name{CommonName: "host.example.com"}, DNSNames: []string{"host.example.com"}},
+			Purpose: PurposeClient, Validity: time.Hour, PartnerID: "BANK_A"}
+		if i%2 == 0 {
+			req.Purpose = PurposeServer
+		}
+		cert, err := a.Issue(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.Purpose == PurposeServer {
+			servers = append([]string{SerialString(cert.SerialNumber) + "/" + StatusValid}, servers...)
+		}
+	}
+	if got := serialsOf(collect(t, a, Query{Purpose: "server", Limit: 2})); !slices.Equal(got, servers) {
+		t.Fatalf("purpose server:\n got %v\nwant %v", got, servers)
+	}
+	if got := collect(t, a, Query{Purpose: "QSEAL", PartnerID: "BANK_A"}); len(got) != 0 {
+		t.Fatalf("purpose QSEAL: %v", serialsOf(got))
+	}
+}

@@ -20,6 +20,8 @@ import (
 type Query struct {
 	// PartnerID keeps the records of this partner only.
 	PartnerID string
+	// Purpose keeps the records of this purpose only (any case).
+	Purpose string
 	// Status keeps the records of this status only: StatusValid,
 	// StatusExpired or StatusRevoked. Any other value matches nothing.
 	Status string
@@ -108,6 +110,7 @@ func (m matcher) revoked(s summary) bool { _, ok := m.state.get(s.Serial); retur
 func (m matcher) match(s summary) bool {
 	return m.cur.before(s) &&
 		(m.q.PartnerID == "" || s.PartnerID == m.q.PartnerID) &&
+		(m.q.Purpose == "" || strings.EqualFold(string(s.Purpose), m.q.Purpose)) &&
 		(m.q.Status == "" || m.status(s) == m.q.Status) &&
 		(m.q.ExpiresBefore.IsZero() || !s.NotAfter.After(m.q.ExpiresBefore))
 }

@@ -13,7 +13,8 @@ import (
 // Backend is what the console needs of the CA and the partner registry.
 // Methods that change something take the Actor and write the audit line
 // themselves, naming the user and the roles used. Errors the user can act
-// on are *InputError, ErrNotFound, ErrConflict or ErrNotInitialized; any
+// on are *InputError, ErrNotFound, ErrConflict, ErrNotInitialized or
+// ErrUnavailable; any
 // other error is shown as an internal error and logged.
 type Backend interface {
 	// CA describes the CA; Initialized is false while it waits for manual
@@ -105,12 +106,13 @@ type CertFilter struct {
 	ExpiringWithin time.Duration
 }
 
-// GenerateRequest asks for a partner keystore.
+// GenerateRequest asks for a partner keystore. Fields are as typed: the
+// backend checks them, as it checks the REST API's parameters.
 type GenerateRequest struct {
 	PartnerID    string
 	CommonName   string
 	Purpose      string
-	ValidityDays int
+	ValidityDays string
 	// Format is p12, jks or pem.
 	Format   string
 	Password string
@@ -118,11 +120,11 @@ type GenerateRequest struct {
 	DNSNames []string
 }
 
-// SignRequest asks to sign a CSR.
+// SignRequest asks to sign a CSR, with the fields as typed.
 type SignRequest struct {
 	CSRPEM       string
 	Purpose      string
-	ValidityDays int
+	ValidityDays string
 	PartnerID    string
 }
 
@@ -175,6 +177,9 @@ var (
 	ErrNotFound       = errors.New("not found")
 	ErrConflict       = errors.New("conflict")
 	ErrNotInitialized = errors.New("the CA is not initialized yet")
+	// ErrUnavailable: the storage behind the CA and registry does not
+	// answer; the user may retry shortly.
+	ErrUnavailable = errors.New("temporarily unavailable")
 )
 
 // InputError is a refused input; Field names the form field (the JSON

@@ -297,6 +297,9 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, a Actor, err erro
 		c.errorPage(w, r, a, http.StatusConflict, "This conflicts with the current state: "+err.Error())
 	case errors.Is(err, ErrNotInitialized):
 		c.errorPage(w, r, a, http.StatusConflict, "The CA is not initialized yet.")
+	case errors.Is(err, ErrUnavailable):
+		w.Header().Set("Retry-After", "5")
+		c.errorPage(w, r, a, http.StatusServiceUnavailable, "The gateway's storage is not answering; nothing was changed. Try again in a few seconds.")
 	default:
 		id := make([]byte, 6)
 		_, _ = rand.Read(id)

@@ -273,6 +273,10 @@ func partnerInput(f url.Values, create bool) (registry.Input, error) {
 	return in, nil
 }
 
+// partnerFields are the fields of the partner form that show their own
+// errors.
+var partnerFields = []string{"accessType", "allowedFiles", "allowedIps", "certificateBinding", "maxConnections", "pesitLegacyPassword"}
+
 // newPassword reads a password and its confirmation.
 func newPassword(f url.Values) (string, error) {
 	pw := f.Get("password")
@@ -282,14 +286,16 @@ func newPassword(f url.Values) (string, error) {
 	return pw, nil
 }
 
-// formErrors turns an input error into the errors shown next to fields.
-func formErrors(err error) (map[string]string, bool) {
+// formErrors turns an input error into the errors shown next to fields:
+// next to the field it names when the form shows that field (fields, when
+// given, are those the form shows errors for), above the form otherwise.
+func formErrors(err error, fields ...string) (map[string]string, bool) {
 	var ie *InputError
 	if !errors.As(err, &ie) {
 		return nil, false
 	}
 	field := ie.Field
-	if field == "" {
+	if field == "" || len(fields) > 0 && !slices.Contains(fields, field) {
 		field = "form"
 	}
 	return map[string]string{field: ie.Message}, true
@@ -315,7 +321,7 @@ func (c *Console) createPartner(w http.ResponseWriter, r *http.Request, a Actor)
 	if errors.Is(err, ErrConflict) {
 		err = &InputError{Field: "partnerId", Message: "a partner with this id already exists"}
 	}
-	if errs, ok := formErrors(err); ok {
+	if errs, ok := formErrors(err, slices.Concat(partnerFields, []string{"partnerId", "password"})...); ok {
 		return c.partnersPage(w, r, http.StatusUnprocessableEntity, withoutSecrets(r.PostForm), errs)
 	}
 	if err != nil {
@@ -372,7 +378,7 @@ func (c *Console) updatePartner(w http.ResponseWriter, r *http.Request, a Actor)
 	if err == nil {
 		_, err = c.opts.Backend.UpdatePartner(r.Context(), a, id, in)
 	}
-	if errs, ok := formErrors(err); ok {
+	if errs, ok := formErrors(err, partnerFields...); ok {
 		return c.partnerPage(w, r, a, http.StatusUnprocessableEntity, withoutSecrets(r.PostForm), errs)
 	}
 	if err != nil {
@@ -387,7 +393,7 @@ func (c *Console) changePassword(w http.ResponseWriter, r *http.Request, a Actor
 	if err == nil {
 		_, err = c.opts.Backend.UpdatePartner(r.Context(), a, id, registry.Input{Password: &pw})
 	}
-	if errs, ok := formErrors(err); ok {
+	if errs, ok := formErrors(err, "password"); ok {
 		return c.partnerPage(w, r, a, http.StatusUnprocessableEntity, nil, errs)
 	}
 	if err != nil {
@@ -490,18 +496,6 @@ func firstKey(m map[string]string) string {
 	return ""
 }
 
-func validityDays(f url.Values) (int, error) {
-	v := strings.TrimSpace(f.Get("validityDays"))
-	if v == "" {
-		return 365, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 || n > 36500 {
-		return 0, &InputError{Field: "validityDays", Message: "must be a number of days between 1 and 36500"}
-	}
-	return n, nil
-}
-
 // resultData is a file made for the user: a keystore or truststore with
 // the password shown once, or a signed certificate.
 type resultData struct {
@@ -522,16 +516,12 @@ func dataURL(f File) template.URL {
 
 func (c *Console) generate(w http.ResponseWriter, r *http.Request, a Actor) error {
 	f := r.PostForm
-	days, err := validityDays(f)
-	var file File
-	if err == nil {
-		file, err = c.opts.Backend.Generate(r.Context(), a, GenerateRequest{
-			PartnerID: strings.TrimSpace(f.Get("partnerId")), CommonName: strings.TrimSpace(f.Get("commonName")),
-			Purpose: f.Get("purpose"), ValidityDays: days, Format: f.Get("format"), Password: f.Get("password"),
-			KeyType: f.Get("keyType"), DNSNames: splitList(f.Get("dnsNames")),
-		})
-	}
-	if errs, ok := formErrors(err); ok {
+	file, err := c.opts.Backend.Generate(r.Context(), a, GenerateRequest{
+		PartnerID: strings.TrimSpace(f.Get("partnerId")), CommonName: strings.TrimSpace(f.Get("commonName")),
+		Purpose: f.Get("purpose"), ValidityDays: f.Get("validityDays"), Format: f.Get("format"), Password: f.Get("password"),
+		KeyType: f.Get("keyType"), DNSNames: splitList(f.Get("dnsNames")),
+	})
+	if errs, ok := formErrors(err, "partnerId", "commonName", "purpose", "validityDays", "format", "password", "keyType"); ok {
 		return c.certificatesPage(w, r, a, http.StatusUnprocessableEntity, prefixed("gen_", withoutSecrets(f)), prefixedErrs("gen_", errs))
 	}
 	if err != nil {
@@ -544,14 +534,10 @@ func (c *Console) generate(w http.ResponseWriter, r *http.Request, a Actor) erro
 
 func (c *Console) sign(w http.ResponseWriter, r *http.Request, a Actor) error {
 	f := r.PostForm
-	days, err := validityDays(f)
-	var s Signed
-	if err == nil {
-		s, err = c.opts.Backend.SignCSR(r.Context(), a, SignRequest{
-			CSRPEM: f.Get("csrPem"), Purpose: f.Get("purpose"), ValidityDays: days, PartnerID: strings.TrimSpace(f.Get("partnerId")),
-		})
-	}
-	if errs, ok := formErrors(err); ok {
+	s, err := c.opts.Backend.SignCSR(r.Context(), a, SignRequest{
+		CSRPEM: f.Get("csrPem"), Purpose: f.Get("purpose"), ValidityDays: f.Get("validityDays"), PartnerID: strings.TrimSpace(f.Get("partnerId")),
+	})
+	if errs, ok := formErrors(err, "csrPem", "validityDays", "partnerId"); ok {
 		return c.certificatesPage(w, r, a, http.StatusUnprocessableEntity, prefixed("sign_", f), prefixedErrs("sign_", errs))
 	}
 	if err != nil {

@@ -261,6 +261,13 @@ func (c *authCache) add(id, hash, password string) {
 	c.entries[k] = struct{}{}
 }
 
+func (c *authCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+	c.ring, c.next = c.ring[:0], 0
+}
+
 func (c *authCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

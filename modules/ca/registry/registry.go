@@ -72,6 +72,10 @@ type Registry struct {
 	// connections with wrong passwords cannot exhaust memory; 0 means
 	// GOMAXPROCS.
 	MaxConcurrentHashes int
+	// OnChange, when set, is told of every partner created, updated
+	// (password changes included) or deleted, once stored; the bankedge
+	// app tells the other gateways.
+	OnChange func(ctx context.Context, partnerID string)
 
 	initOnce sync.Once
 	cache    *authCache
@@ -373,6 +377,7 @@ func (r *Registry) Create(ctx context.Context, in Input) (Partner, error) {
 			return err
 		}
 		out = r.toPartner(rec)
+		r.changed(ctx, id)
 		return nil
 	})
 	return out, err
@@ -456,6 +461,7 @@ func (r *Registry) Modify(ctx context.Context, id string, fn func(current Partne
 			return err
 		}
 		out = r.toPartner(rec)
+		r.changed(ctx, id)
 		return nil
 	})
 	return out, err
@@ -477,8 +483,28 @@ func (r *Registry) Delete(ctx context.Context, id string) error {
 		if err := r.Storage.Delete(ctx, r.key(id)); err != nil {
 			return fmt.Errorf("deleting partner %q: %w", id, err)
 		}
+		r.changed(ctx, id)
 		return nil
 	})
+}
+
+// changed reports a stored change of partner id to OnChange.
+func (r *Registry) changed(ctx context.Context, id string) {
+	if r.OnChange != nil {
+		r.OnChange(ctx, id)
+	}
+}
+
+// ForgetAuthentications empties the cache of successful password
+// verifications. The cache cannot answer for a changed password (its
+// entries are bound to the stored hash), but a gateway told that a partner
+// changed elsewhere drops it anyway, so that nothing it remembers outlives
+// the change.
+func (r *Registry) ForgetAuthentications() {
+	r.init()
+	if r.cache != nil {
+		r.cache.clear()
+	}
 }
 
 // Get returns partner id, or ErrNotFound.

@@ -4,11 +4,16 @@
 // disagree about who may do what.
 //
 //   - security_admin: everything of the CA (initialize, sign, generate
-//     keystores, revoke) and reading the inventory, partners and audit feed;
+//     keystores, revoke, sign a new CRL, the PSD2 blocklist) and reading the inventory, partners,
+//     audit feed and metrics;
 //   - partner_admin: the partner registry (create, update, disable, delete,
-//     passwords) and downloads of the CA certificate, truststores and CRL;
+//     passwords), downloads of the CA certificate, truststores and CRL, and
+//     the metrics;
 //   - auditor: read only: the inventory, partners (never password hashes),
-//     the audit feed.
+//     the audit feed, the metrics, the CA certificate and CRL.
+//
+// The CRL is public: relying parties fetch it from the URL in every
+// certificate, without credentials.
 package roles
 
 import (
@@ -161,34 +166,53 @@ const (
 	CAPSD2Generate Action = "ca.psd2.generate"
 	CACSR          Action = "ca.csr"
 	CARevoke       Action = "ca.revoke"
-	CAVerify       Action = "ca.verify"
-	CAInventory    Action = "ca.issued"
+	// CARegenerateCRL signs a new CRL on demand.
+	CARegenerateCRL Action = "ca.crl.regenerate"
+	// CABlocklist changes the PSD2 blocklist; CABlocklistRead lists it.
+	CABlocklist     Action = "ca.blocklist"
+	CABlocklistRead Action = "ca.blocklist.read"
+	CAVerify        Action = "ca.verify"
+	CAInventory     Action = "ca.issued"
 	// CADownload is the CA certificate, truststores and the CRL.
-	CADownload   Action = "ca.download"
+	CADownload Action = "ca.download"
+	// CACRL is the CRL at its public URL, which needs no role.
+	CACRL        Action = "ca.crl"
 	PartnerRead  Action = "partner.read"
 	PartnerWrite Action = "partner.write"
 	AuditRead    Action = "audit.read"
+	MetricsRead  Action = "metrics.read"
 )
 
 // needed is who may do what: any one of the roles suffices.
 var needed = map[Action]Set{
-	CAInitialize:   Of(SecurityAdmin),
-	CASign:         Of(SecurityAdmin),
-	CAGenerate:     Of(SecurityAdmin),
-	CAPSD2Generate: Of(SecurityAdmin),
-	CACSR:          Of(SecurityAdmin),
-	CARevoke:       Of(SecurityAdmin),
-	CAVerify:       AllRoles,
-	CAInventory:    Of(SecurityAdmin, Auditor),
-	CADownload:     AllRoles,
-	PartnerRead:    AllRoles,
-	PartnerWrite:   Of(PartnerAdmin),
-	AuditRead:      Of(SecurityAdmin, Auditor),
+	CAInitialize:    Of(SecurityAdmin),
+	CASign:          Of(SecurityAdmin),
+	CAGenerate:      Of(SecurityAdmin),
+	CAPSD2Generate:  Of(SecurityAdmin),
+	CACSR:           Of(SecurityAdmin),
+	CARevoke:        Of(SecurityAdmin),
+	CARegenerateCRL: Of(SecurityAdmin),
+	CABlocklist:     Of(SecurityAdmin),
+	CABlocklistRead: Of(SecurityAdmin, Auditor),
+	CAVerify:        AllRoles,
+	CAInventory:     Of(SecurityAdmin, Auditor),
+	CADownload:      AllRoles,
+	PartnerRead:     AllRoles,
+	PartnerWrite:    Of(PartnerAdmin),
+	AuditRead:       Of(SecurityAdmin, Auditor),
+	MetricsRead:     AllRoles,
 }
 
+// public are the actions anyone may do, authenticated or not.
+var public = map[Action]bool{CACRL: true}
+
 // Needed returns the roles of which a user must hold one to do a; an
-// unknown action needs a role nobody holds.
+// unknown action needs a role nobody holds, a public one none (see
+// Public).
 func Needed(a Action) Set { return needed[a] }
 
+// Public reports whether a needs no role at all.
+func Public(a Action) bool { return public[a] }
+
 // Allows reports whether a holder of s may do a.
-func (s Set) Allows(a Action) bool { return s&needed[a] != 0 }
+func (s Set) Allows(a Action) bool { return public[a] || s&needed[a] != 0 }

@@ -36,12 +36,12 @@ func TestMatrix(t *testing.T) {
 		allowed []Action
 		refused []Action
 	}{
-		{SecurityAdmin, []Action{CAInitialize, CASign, CAGenerate, CARevoke, CAInventory, CADownload, PartnerRead, AuditRead},
+		{SecurityAdmin, []Action{CAInitialize, CASign, CAGenerate, CARevoke, CARegenerateCRL, CAInventory, CADownload, PartnerRead, AuditRead, MetricsRead},
 			[]Action{PartnerWrite}},
-		{PartnerAdmin, []Action{PartnerRead, PartnerWrite, CADownload},
-			[]Action{CASign, CAGenerate, CARevoke, CAInitialize, CAInventory, AuditRead}},
-		{Auditor, []Action{CAInventory, PartnerRead, AuditRead, CADownload, CAVerify},
-			[]Action{CASign, CAGenerate, CARevoke, CAInitialize, CACSR, CAPSD2Generate, PartnerWrite}},
+		{PartnerAdmin, []Action{PartnerRead, PartnerWrite, CADownload, MetricsRead},
+			[]Action{CASign, CAGenerate, CARevoke, CARegenerateCRL, CAInitialize, CAInventory, AuditRead}},
+		{Auditor, []Action{CAInventory, PartnerRead, AuditRead, CADownload, CAVerify, MetricsRead},
+			[]Action{CASign, CAGenerate, CARevoke, CARegenerateCRL, CAInitialize, CACSR, CAPSD2Generate, PartnerWrite}},
 	} {
 		s := Of(tc.role)
 		for _, a := range tc.allowed {
@@ -57,6 +57,9 @@ func TestMatrix(t *testing.T) {
 	}
 	if Set(0).Allows(CAVerify) || AllRoles.Allows("no.such.action") {
 		t.Error("an empty set or an unknown action must allow nothing")
+	}
+	if !Set(0).Allows(CACRL) || !Public(CACRL) || Public(CADownload) {
+		t.Error("the CRL is public, and only it")
 	}
 }
 

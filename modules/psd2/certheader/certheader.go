@@ -81,7 +81,6 @@ func AppendDecode(dst []byte, v string) ([]byte, error) {
 	if v == "" {
 		return dst, ErrEmpty
 	}
-	start := len(dst)
 	enc := base64.StdEncoding
 	if len(v)%4 != 0 {
 		enc = base64.RawStdEncoding
@@ -92,6 +91,13 @@ func AppendDecode(dst []byte, v string) ([]byte, error) {
 			enc = base64.RawURLEncoding
 		}
 	}
+	return appendDER(dst, enc, v)
+}
+
+// appendDER appends the base64 text v, decoded with enc, to dst, and
+// checks that the bytes start like a DER SEQUENCE.
+func appendDER(dst []byte, enc *base64.Encoding, v string) ([]byte, error) {
+	start := len(dst)
 	out, err := enc.AppendDecode(dst, []byte(v))
 	if err != nil {
 		return dst, fmt.Errorf("%w: %v", ErrEncoding, err)

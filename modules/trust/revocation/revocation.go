@@ -208,17 +208,31 @@ func (c *Checker) Cached(sum [32]byte) (Result, bool) {
 // concurrent calls for the same certificate share one fetch, and each
 // returns no later than its ctx is done (an Unknown result then).
 func (c *Checker) Check(ctx context.Context, sum [32]byte, cert, issuer *x509.Certificate, prefer Prefer) Result {
+	if res, ok := c.CheckCached(sum, cert, issuer, prefer); ok {
+		return res
+	}
+	return c.miss(ctx, sum, cert, issuer, prefer, c.opts.Now())
+}
+
+// CheckCached is the cache-hit half of Check: the cached answer, if it is
+// still current, with a background refresh started when the answer nears
+// its end, so that a certificate in use is checked again before its answer
+// ends rather than on the request that finds it ended. It does not
+// allocate unless it starts a refresh.
+func (c *Checker) CheckCached(sum [32]byte, cert, issuer *x509.Certificate, prefer Prefer) (Result, bool) {
 	now := c.opts.Now()
 	c.mu.RLock()
 	e := c.cache[sum]
 	c.mu.RUnlock()
-	if e != nil && now.Before(e.res.Until) {
-		if now.UnixNano() >= e.refreshAt.Load() && e.refreshing.CompareAndSwap(false, true) {
-			go c.refresh(e, sum, cert, issuer, prefer)
-		}
-		return e.res
+	if e == nil || !now.Before(e.res.Until) {
+		observeLookup(false)
+		return Result{}, false
 	}
-	return c.miss(ctx, sum, cert, issuer, prefer, now)
+	observeLookup(true)
+	if now.UnixNano() >= e.refreshAt.Load() && e.refreshing.CompareAndSwap(false, true) {
+		go c.refresh(e, sum, cert, issuer, prefer)
+	}
+	return e.res, true
 }
 
 // miss fetches an answer, sharing the fetch with concurrent callers. It is
@@ -249,21 +263,33 @@ func (c *Checker) miss(ctx context.Context, sum [32]byte, cert, issuer *x509.Cer
 
 // fetch establishes the status, caches it and returns it.
 func (c *Checker) fetch(ctx context.Context, sum [32]byte, cert, issuer *x509.Certificate, prefer Prefer) Result {
-	return c.store(sum, c.establish(ctx, cert, issuer, prefer))
+	res := c.establish(ctx, cert, issuer, prefer, c.opts.Now())
+	observeCheck(res, prefer)
+	return c.store(sum, res)
 }
 
 // refresh renews a cached answer ahead of its end. A failure keeps the
-// current answer until it ends and retries after UnknownTTL.
+// current answer until it ends and retries after UnknownTTL. A cached CRL
+// that ends with the answer is downloaded again: its publisher has
+// usually issued the next one by then.
 func (c *Checker) refresh(e *entry, sum [32]byte, cert, issuer *x509.Certificate, prefer Prefer) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.FetchTimeout)
 	defer cancel()
-	res := c.establish(ctx, cert, issuer, prefer)
-	if res.Status == Unknown {
-		e.refreshAt.Store(c.opts.Now().Add(c.opts.UnknownTTL).UnixNano())
-		e.refreshing.Store(false)
+	res := c.establish(ctx, cert, issuer, prefer, e.res.Until)
+	observeCheck(res, prefer)
+	now := c.opts.Now()
+	switch {
+	case res.Status == Unknown:
+		e.refreshAt.Store(now.Add(c.opts.UnknownTTL).UnixNano())
+	case res.Status == e.res.Status && !res.Until.After(e.res.Until):
+		// Nothing newer published yet (the same CRL): ask again after a
+		// quarter of what is left, not on every hit until the end.
+		e.refreshAt.Store(now.Add(max(c.opts.UnknownTTL, e.res.Until.Sub(now)/4)).UnixNano())
+	default:
+		c.store(sum, res)
 		return
 	}
-	c.store(sum, res)
+	e.refreshing.Store(false)
 }
 
 // store caches res and returns it with its end set.
@@ -302,8 +328,9 @@ func (c *Checker) evictLocked(now time.Time) {
 	}
 }
 
-// establish asks the preferred source, then the other.
-func (c *Checker) establish(ctx context.Context, cert, issuer *x509.Certificate, prefer Prefer) Result {
+// establish asks the preferred source, then the other. A cached CRL is
+// used only when it is current beyond crlAfter.
+func (c *Checker) establish(ctx context.Context, cert, issuer *x509.Certificate, prefer Prefer, crlAfter time.Time) Result {
 	if issuer == nil {
 		return Result{Status: Unknown, Detail: "issuer certificate unknown"}
 	}
@@ -314,7 +341,7 @@ func (c *Checker) establish(ctx context.Context, cert, issuer *x509.Certificate,
 	}
 	sources := []func() (Result, error){
 		func() (Result, error) { return c.viaOCSP(ctx, cert, issuer, ocspURLs) },
-		func() (Result, error) { return c.viaCRL(ctx, cert, issuer, crlURLs) },
+		func() (Result, error) { return c.viaCRL(ctx, cert, issuer, crlURLs, crlAfter) },
 	}
 	if prefer == PreferCRL {
 		sources[0], sources[1] = sources[1], sources[0]
@@ -386,13 +413,13 @@ func (c *Checker) viaOCSP(ctx context.Context, cert, issuer *x509.Certificate, u
 
 // viaCRL looks the serial up in the first distribution point whose CRL
 // verifies.
-func (c *Checker) viaCRL(ctx context.Context, cert, issuer *x509.Certificate, urls []string) (Result, error) {
+func (c *Checker) viaCRL(ctx context.Context, cert, issuer *x509.Certificate, urls []string, after time.Time) (Result, error) {
 	if len(urls) == 0 {
 		return Result{}, fmt.Errorf("CRL: %w", errNoURL)
 	}
 	var errs []string
 	for _, u := range urls {
-		ce, err := c.crl(ctx, u, issuer)
+		ce, err := c.crl(ctx, u, issuer, after)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", u, err))
 			continue
@@ -405,15 +432,14 @@ func (c *Checker) viaCRL(ctx context.Context, cert, issuer *x509.Certificate, ur
 	return Result{}, fmt.Errorf("CRL: %s", strings.Join(errs, ", "))
 }
 
-// crl returns the verified CRL at u, from the cache while it is current;
-// concurrent callers share one download.
-func (c *Checker) crl(ctx context.Context, u string, issuer *x509.Certificate) (*crlEntry, error) {
+// crl returns the verified CRL at u, from the cache while it is current
+// beyond after; concurrent callers share one download.
+func (c *Checker) crl(ctx context.Context, u string, issuer *x509.Certificate, after time.Time) (*crlEntry, error) {
 	key := u + "\x00" + string(issuer.RawSubject) + string(issuer.RawSubjectPublicKeyInfo)
-	now := c.opts.Now()
 	c.crlMu.Lock()
 	ce := c.crls[key]
 	c.crlMu.Unlock()
-	if ce != nil && now.Before(ce.until) {
+	if ce != nil && after.Before(ce.until) {
 		return ce, nil
 	}
 	v, err, _ := c.crlFlight.Do(key, func() (any, error) {

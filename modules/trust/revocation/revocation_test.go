@@ -2,17 +2,11 @@ package revocation_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
-	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,142 +16,10 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/bankedge/bankedge/internal/testpki"
+	"github.com/bankedge/bankedge/internal/testrevocation"
 	"github.com/bankedge/bankedge/modules/trust/fetch"
 	"github.com/bankedge/bankedge/modules/trust/revocation"
 )
-
-// responder is an OCSP responder built on x/crypto/ocsp whose answers the
-// test shapes: status, signer, freshness, failures.
-type responder struct {
-	*httptest.Server
-	ca   *testpki.CA
-	hits atomic.Int64
-
-	mu sync.Mutex
-	// status of each serial (hex); absent is Good.
-	status map[string]int
-	// signer signs responses; nil is the CA itself.
-	signer   crypto.Signer
-	signCert *x509.Certificate
-	// thisUpdate/nextUpdate offsets from now; nextUpdate zero means none.
-	thisUpdate, nextUpdate time.Duration
-	// raw, when set, is answered instead.
-	raw []byte
-	// hang holds the answer until the request ends.
-	hang bool
-}
-
-func newResponder(t *testing.T, ca *testpki.CA) *responder {
-	r := &responder{ca: ca, status: map[string]int{}, thisUpdate: -time.Minute, nextUpdate: time.Hour}
-	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *responder) set(f func(r *responder)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f(r)
-}
-
-func (r *responder) serve(w http.ResponseWriter, req *http.Request) {
-	r.hits.Add(1)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.hang {
-		r.mu.Unlock()
-		<-req.Context().Done()
-		r.mu.Lock()
-		return
-	}
-	if r.raw != nil {
-		_, _ = w.Write(r.raw)
-		return
-	}
-	var der []byte
-	if req.Method == http.MethodPost {
-		der, _ = io.ReadAll(req.Body)
-	} else {
-		p, _ := url.PathUnescape(strings.TrimPrefix(req.URL.Path, "/"))
-		der, _ = base64.StdEncoding.DecodeString(p)
-	}
-	oreq, err := ocsp.ParseRequest(der)
-	if err != nil {
-		_, _ = w.Write(ocsp.MalformedRequestErrorResponse)
-		return
-	}
-	now := time.Now()
-	tmpl := ocsp.Response{
-		Status:       r.status[oreq.SerialNumber.Text(16)],
-		SerialNumber: oreq.SerialNumber,
-		ThisUpdate:   now.Add(r.thisUpdate),
-		RevokedAt:    now.Add(-time.Hour),
-	}
-	if r.nextUpdate != 0 {
-		tmpl.NextUpdate = now.Add(r.nextUpdate)
-	}
-	signer, cert := r.ca.Key, (*x509.Certificate)(nil)
-	if r.signer != nil {
-		signer, cert = r.signer, r.signCert
-		tmpl.Certificate = cert
-	}
-	if cert == nil {
-		cert = r.ca.Cert
-	}
-	resp, err := ocsp.CreateResponse(r.ca.Cert, cert, tmpl, signer)
-	if err != nil {
-		http.Error(w, err.Error(), 500)
-		return
-	}
-	w.Header().Set("Content-Type", "application/ocsp-response")
-	_, _ = w.Write(resp)
-}
-
-// crlServer serves CRLs made with x509.CreateRevocationList.
-type crlServer struct {
-	*httptest.Server
-	hits atomic.Int64
-	mu   sync.Mutex
-	der  []byte
-}
-
-func newCRLServer(t *testing.T) *crlServer {
-	s := &crlServer{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		s.mu.Lock()
-		der := s.der
-		s.mu.Unlock()
-		if der == nil {
-			http.NotFound(w, r)
-			return
-		}
-		_, _ = w.Write(der)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *crlServer) put(der []byte) {
-	s.mu.Lock()
-	s.der = der
-	s.mu.Unlock()
-}
-
-func makeCRL(t testing.TB, ca *testpki.CA, thisUpdate, nextUpdate time.Time, revoked ...*x509.Certificate) []byte {
-	var entries []x509.RevocationListEntry
-	for _, c := range revoked {
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Hour), ReasonCode: 1})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(time.Now().UnixNano()), ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
-		RevokedCertificateEntries: entries,
-	}, ca.Cert, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
 
 func leaf(t testing.TB, ca *testpki.CA, ocspURL, crlURL string) *x509.Certificate {
 	tmpl := &x509.Certificate{
@@ -184,12 +46,21 @@ func newChecker() *revocation.Checker {
 	return revocation.New(revocation.Options{HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)}})
 }
 
+// newClockedChecker returns a checker whose clock runs offset ahead.
+func newClockedChecker() (*revocation.Checker, *atomic.Int64) {
+	offset := new(atomic.Int64)
+	return revocation.New(revocation.Options{
+		HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)},
+		Now:  func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+	}), offset
+}
+
 func TestOCSPGoodRevokedAndCached(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
-	r := newResponder(t, ca)
+	r := testrevocation.NewResponder(t, ca)
 	good := leaf(t, ca, r.URL, "")
 	revoked := leaf(t, ca, r.URL, "")
-	r.set(func(r *responder) { r.status[revoked.SerialNumber.Text(16)] = ocsp.Revoked })
+	r.Set(func(r *testrevocation.Responder) { r.Status[revoked.SerialNumber.Text(16)] = ocsp.Revoked })
 	c := newChecker()
 
 	res := check(c, good, ca.Cert, revocation.PreferOCSP)
@@ -203,13 +74,13 @@ func TestOCSPGoodRevokedAndCached(t *testing.T) {
 	if res.Status != revocation.Revoked || res.Reason != 0 || res.RevokedAt.IsZero() {
 		t.Fatalf("revoked: %+v", res)
 	}
-	hits := r.hits.Load()
+	hits := r.Hits()
 	for i := 0; i < 5; i++ {
 		check(c, good, ca.Cert, revocation.PreferOCSP)
 		check(c, revoked, ca.Cert, revocation.PreferOCSP)
 	}
-	if r.hits.Load() != hits {
-		t.Fatalf("cached answers fetched again: %d hits, want %d", r.hits.Load(), hits)
+	if r.Hits() != hits {
+		t.Fatalf("cached answers fetched again: %d hits, want %d", r.Hits(), hits)
 	}
 	if _, ok := c.Cached(sha256.Sum256(good.Raw)); !ok {
 		t.Fatal("no cached answer")
@@ -219,7 +90,7 @@ func TestOCSPGoodRevokedAndCached(t *testing.T) {
 func TestOCSPResponsesRefused(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
 	other := testpki.NewCA(t, "Other CA")
-	r := newResponder(t, ca)
+	r := testrevocation.NewResponder(t, ca)
 	cert := leaf(t, ca, r.URL, "")
 	respKey := testpki.ECKey(t)
 	delegated := func(eku bool, issuer *testpki.CA) *x509.Certificate {
@@ -231,25 +102,25 @@ func TestOCSPResponsesRefused(t *testing.T) {
 		return issuer.Issue(t, tmpl, respKey.Public())
 	}
 	cases := map[string]struct {
-		set  func(r *responder)
+		set  func(r *testrevocation.Responder)
 		want string
 	}{
-		"delegated with OCSPSigning":    {func(r *responder) { r.signer, r.signCert = respKey, delegated(true, ca) }, ""},
-		"delegated without OCSPSigning": {func(r *responder) { r.signer, r.signCert = respKey, delegated(false, ca) }, "lacks id-kp-OCSPSigning"},
-		"delegated by another CA":       {func(r *responder) { r.signer, r.signCert = respKey, delegated(true, other) }, "not issued by the certificate's issuer"},
-		"signed by another CA":          {func(r *responder) { r.signer, r.signCert = other.Key, nil }, "not signed by the issuer"},
-		"stale":                         {func(r *responder) { r.thisUpdate, r.nextUpdate = -3*time.Hour, -time.Hour }, "stale"},
-		"future":                        {func(r *responder) { r.thisUpdate = time.Hour }, "in the future"},
-		"old without nextUpdate":        {func(r *responder) { r.thisUpdate, r.nextUpdate = -2*time.Hour, 0 }, "without nextUpdate is stale"},
-		"fresh without nextUpdate":      {func(r *responder) { r.nextUpdate = 0 }, ""},
-		"unknown to the responder":      {func(r *responder) { r.status[cert.SerialNumber.Text(16)] = ocsp.Unknown }, "does not know"},
-		"tryLater":                      {func(r *responder) { r.raw = ocsp.TryLaterErrorResponse }, "try later"},
-		"garbage":                       {func(r *responder) { r.raw = []byte("<html>") }, "malformed"},
+		"delegated with OCSPSigning":    {func(r *testrevocation.Responder) { r.Signer, r.SignCert = respKey, delegated(true, ca) }, ""},
+		"delegated without OCSPSigning": {func(r *testrevocation.Responder) { r.Signer, r.SignCert = respKey, delegated(false, ca) }, "lacks id-kp-OCSPSigning"},
+		"delegated by another CA":       {func(r *testrevocation.Responder) { r.Signer, r.SignCert = respKey, delegated(true, other) }, "not issued by the certificate's issuer"},
+		"signed by another CA":          {func(r *testrevocation.Responder) { r.Signer, r.SignCert = other.Key, nil }, "not signed by the issuer"},
+		"stale":                         {func(r *testrevocation.Responder) { r.ThisUpdate, r.NextUpdate = -3*time.Hour, -time.Hour }, "stale"},
+		"future":                        {func(r *testrevocation.Responder) { r.ThisUpdate = time.Hour }, "in the future"},
+		"old without nextUpdate":        {func(r *testrevocation.Responder) { r.ThisUpdate, r.NextUpdate = -2*time.Hour, 0 }, "without nextUpdate is stale"},
+		"fresh without nextUpdate":      {func(r *testrevocation.Responder) { r.NextUpdate = 0 }, ""},
+		"unknown to the responder":      {func(r *testrevocation.Responder) { r.Status[cert.SerialNumber.Text(16)] = ocsp.Unknown }, "does not know"},
+		"tryLater":                      {func(r *testrevocation.Responder) { r.Raw = ocsp.TryLaterErrorResponse }, "try later"},
+		"garbage":                       {func(r *testrevocation.Responder) { r.Raw = []byte("<html>") }, "malformed"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			r.set(func(r *responder) {
-				r.status, r.signer, r.signCert, r.thisUpdate, r.nextUpdate, r.raw = map[string]int{}, nil, nil, -time.Minute, time.Hour, nil
+			r.Set(func(r *testrevocation.Responder) {
+				r.Status, r.Signer, r.SignCert, r.ThisUpdate, r.NextUpdate, r.Raw = map[string]int{}, nil, nil, -time.Minute, time.Hour, nil
 				tc.set(r)
 			})
 			res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP)
@@ -268,10 +139,10 @@ func TestOCSPResponsesRefused(t *testing.T) {
 
 func TestFallbackAndPreference(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
-	r := newResponder(t, ca)
-	crls := newCRLServer(t)
+	r := testrevocation.NewResponder(t, ca)
+	crls := testrevocation.NewCRLServer(t)
 	cert := leaf(t, ca, r.URL, crls.URL+"/ca.crl")
-	crls.put(makeCRL(t, ca, time.Now().Add(-time.Minute), time.Now().Add(2*time.Hour), cert))
+	crls.Put(testrevocation.MakeCRL(t, ca, time.Now().Add(-time.Minute), time.Now().Add(2*time.Hour), cert))
 
 	// OCSP says good, the CRL revoked: the preference decides.
 	if res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good || res.Source != "ocsp" {
@@ -282,12 +153,12 @@ func TestFallbackAndPreference(t *testing.T) {
 	}
 
 	// Responder down: the CRL answers.
-	r.set(func(r *responder) { r.raw = ocsp.InternalErrorErrorResponse })
+	r.Set(func(r *testrevocation.Responder) { r.Raw = ocsp.InternalErrorErrorResponse })
 	if res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Revoked || res.Source != "crl" {
 		t.Fatalf("fallback to crl: %+v", res)
 	}
 	// Both down: unknown, saying why, cached shortly.
-	crls.put(nil)
+	crls.Put(nil)
 	res := check(newChecker(), cert, ca.Cert, revocation.PreferOCSP)
 	if res.Status != revocation.Unknown || !strings.Contains(res.Detail, "OCSP") || !strings.Contains(res.Detail, "CRL") || !strings.Contains(res.Detail, "404") {
 		t.Fatalf("both down: %+v", res)
@@ -309,23 +180,23 @@ func TestFallbackAndPreference(t *testing.T) {
 func TestCRLRefused(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
 	other := testpki.NewCA(t, "Other CA")
-	crls := newCRLServer(t)
+	crls := testrevocation.NewCRLServer(t)
 	cert := leaf(t, ca, "", crls.URL+"/ca.crl")
 	now := time.Now()
 	cases := map[string]struct {
 		der  []byte
 		want string
 	}{
-		"stale":          {makeCRL(t, ca, now.Add(-3*time.Hour), now.Add(-time.Hour)), "stale"},
-		"future":         {makeCRL(t, ca, now.Add(time.Hour), now.Add(2*time.Hour)), "in the future"},
-		"other issuer":   {makeCRL(t, other, now, now.Add(time.Hour)), "not the certificate's issuer"},
-		"bad signature":  {corrupt(makeCRL(t, ca, now, now.Add(time.Hour))), "CRL"},
+		"stale":          {testrevocation.MakeCRL(t, ca, now.Add(-3*time.Hour), now.Add(-time.Hour)), "stale"},
+		"future":         {testrevocation.MakeCRL(t, ca, now.Add(time.Hour), now.Add(2*time.Hour)), "in the future"},
+		"other issuer":   {testrevocation.MakeCRL(t, other, now, now.Add(time.Hour)), "not the certificate's issuer"},
+		"bad signature":  {corrupt(testrevocation.MakeCRL(t, ca, now, now.Add(time.Hour))), "CRL"},
 		"not a CRL":      {[]byte("-----BEGIN X509 CRL-----"), "malformed CRL"},
 		"over the limit": {make([]byte, 2<<10), "too large"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			crls.put(tc.der)
+			crls.Put(tc.der)
 			c := revocation.New(revocation.Options{HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)}, MaxCRLBytes: 1 << 10})
 			if name != "over the limit" {
 				c = newChecker()
@@ -347,12 +218,12 @@ func corrupt(der []byte) []byte {
 // A CRL is downloaded once for all the certificates it covers.
 func TestCRLSharedBetweenCertificates(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
-	crls := newCRLServer(t)
+	crls := testrevocation.NewCRLServer(t)
 	var certs []*x509.Certificate
 	for i := 0; i < 5; i++ {
 		certs = append(certs, leaf(t, ca, "", crls.URL+"/ca.crl"))
 	}
-	crls.put(makeCRL(t, ca, time.Now(), time.Now().Add(time.Hour), certs[2]))
+	crls.Put(testrevocation.MakeCRL(t, ca, time.Now(), time.Now().Add(time.Hour), certs[2]))
 	c := newChecker()
 	for i, cert := range certs {
 		res := check(c, cert, ca.Cert, revocation.PreferOCSP)
@@ -360,8 +231,8 @@ func TestCRLSharedBetweenCertificates(t *testing.T) {
 			t.Fatalf("cert %d: %+v", i, res)
 		}
 	}
-	if crls.hits.Load() != 1 {
-		t.Fatalf("%d CRL downloads, want 1", crls.hits.Load())
+	if crls.Hits() != 1 {
+		t.Fatalf("%d CRL downloads, want 1", crls.Hits())
 	}
 }
 
@@ -369,8 +240,8 @@ func TestCRLSharedBetweenCertificates(t *testing.T) {
 // timeout, and concurrent callers share one request.
 func TestTimeoutAndSingleFlight(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
-	r := newResponder(t, ca)
-	r.set(func(r *responder) { r.hang = true })
+	r := testrevocation.NewResponder(t, ca)
+	r.Set(func(r *testrevocation.Responder) { r.Hang = true })
 	cert := leaf(t, ca, r.URL, "")
 	c := newChecker()
 	sum := sha256.Sum256(cert.Raw)
@@ -396,16 +267,16 @@ func TestTimeoutAndSingleFlight(t *testing.T) {
 			t.Fatalf("%+v", res)
 		}
 	}
-	if h := r.hits.Load(); h != 1 {
+	if h := r.Hits(); h != 1 {
 		t.Fatalf("%d OCSP requests for one certificate, want 1", h)
 	}
-	r.set(func(r *responder) { r.hang = false })
+	r.Set(func(r *testrevocation.Responder) { r.Hang = false })
 }
 
 // The cache hit is the hot path of every PSD2 request: no allocation.
 func TestCachedCheckDoesNotAllocate(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
-	r := newResponder(t, ca)
+	r := testrevocation.NewResponder(t, ca)
 	cert := leaf(t, ca, r.URL, "")
 	c := newChecker()
 	sum := sha256.Sum256(cert.Raw)
@@ -422,7 +293,7 @@ func BenchmarkCheckCached(b *testing.B) {
 	ca := testpki.NewCA(b, "QTSP CA")
 	r := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {}))
 	defer r.Close()
-	crls := makeCRL(b, ca, time.Now(), time.Now().Add(time.Hour))
+	crls := testrevocation.MakeCRL(b, ca, time.Now(), time.Now().Add(time.Hour))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { _, _ = w.Write(crls) }))
 	defer srv.Close()
 	cert := leaf(b, ca, "", srv.URL)
@@ -447,39 +318,66 @@ func BenchmarkCheckCached(b *testing.B) {
 // renewal keeps it until it ends.
 func TestRefreshAhead(t *testing.T) {
 	ca := testpki.NewCA(t, "QTSP CA")
-	r := newResponder(t, ca)
+	r := testrevocation.NewResponder(t, ca)
 	cert := leaf(t, ca, r.URL, "")
-	var offset atomic.Int64
-	c := revocation.New(revocation.Options{
-		HTTP: &fetch.Client{HTTP: fetch.NewHTTPClient(5 * time.Second)},
-		Now:  func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
-	})
+	c, offset := newClockedChecker()
 	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
 		t.Fatal(res)
 	}
-	hits := r.hits.Load()
+	hits := r.Hits()
 
 	// Half-way through the hour: cached, no request.
 	offset.Store(int64(30 * time.Minute))
-	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good || r.hits.Load() != hits {
-		t.Fatalf("%+v after %d requests", res, r.hits.Load()-hits)
+	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good || r.Hits() != hits {
+		t.Fatalf("%+v after %d requests", res, r.Hits()-hits)
 	}
 	// 50 minutes in, the responder is down: the cached answer stays.
-	r.set(func(r *responder) { r.raw = ocsp.InternalErrorErrorResponse })
+	r.Set(func(r *testrevocation.Responder) { r.Raw = ocsp.InternalErrorErrorResponse })
 	offset.Store(int64(50 * time.Minute))
 	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
 		t.Fatal(res)
 	}
-	waitFor(t, func() bool { return r.hits.Load() > hits })
+	waitFor(t, func() bool { return r.Hits() > hits })
 	if res := check(c, cert, ca.Cert, revocation.PreferOCSP); res.Status != revocation.Good {
 		t.Fatalf("a failed renewal dropped the good answer: %+v", res)
 	}
 	// The responder is back and the certificate revoked: after the retry
 	// delay a renewal brings the news.
-	r.set(func(r *responder) { r.raw = nil; r.status[cert.SerialNumber.Text(16)] = ocsp.Revoked })
+	r.Set(func(r *testrevocation.Responder) { r.Raw = nil; r.Status[cert.SerialNumber.Text(16)] = ocsp.Revoked })
 	offset.Store(int64(51 * time.Minute))
 	check(c, cert, ca.Cert, revocation.PreferOCSP)
 	waitFor(t, func() bool { return check(c, cert, ca.Cert, revocation.PreferOCSP).Status == revocation.Revoked })
+}
+
+// A CRL that ends with the answer is downloaded again during the last
+// fifth: a revocation in the publisher's next CRL counts before the cached
+// one ends, and a CRL not yet renewed is asked for again only after a
+// quarter of what is left, not on every request.
+func TestRefreshAheadCRL(t *testing.T) {
+	ca := testpki.NewCA(t, "QTSP CA")
+	crls := testrevocation.NewCRLServer(t)
+	cert := leaf(t, ca, "", crls.URL+"/ca.crl")
+	crls.Put(testrevocation.MakeCRL(t, ca, time.Now(), time.Now().Add(time.Hour)))
+	c, offset := newClockedChecker()
+	if res := check(c, cert, ca.Cert, revocation.PreferCRL); res.Status != revocation.Good {
+		t.Fatal(res)
+	}
+	// 50 minutes in, the same CRL is still published: one download, then
+	// none on the following requests.
+	offset.Store(int64(50 * time.Minute))
+	check(c, cert, ca.Cert, revocation.PreferCRL)
+	waitFor(t, func() bool { return crls.Hits() == 2 })
+	for range 5 {
+		check(c, cert, ca.Cert, revocation.PreferCRL)
+	}
+	if h := crls.Hits(); h != 2 {
+		t.Fatalf("%d CRL downloads, want 2: an unchanged CRL is fetched again on every request", h)
+	}
+	// The publisher's next CRL revokes the certificate; 53 minutes in (a
+	// quarter of the 10 minutes left has passed) it is found.
+	crls.Put(testrevocation.MakeCRL(t, ca, time.Now().Add(50*time.Minute), time.Now().Add(2*time.Hour), cert))
+	offset.Store(int64(53 * time.Minute))
+	waitFor(t, func() bool { return check(c, cert, ca.Cert, revocation.PreferCRL).Status == revocation.Revoked })
 }
 
 func waitFor(t *testing.T, cond func() bool) {

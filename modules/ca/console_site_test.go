@@ -12,83 +12,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/bankedge/bankedge/internal/testcaddy"
 	"github.com/bankedge/bankedge/internal/testjwt"
-	"github.com/bankedge/bankedge/modules/ca/console"
-	"github.com/bankedge/bankedge/modules/ca/roles"
 	_ "github.com/bankedge/bankedge/modules/jwtauth"
 )
 
-// consoleUnderTest mounts the console under /ui as bankedge_api will: the
-// authenticated user and the roles of the assignments and of the token.
-type consoleUnderTest struct {
-	Roles   roles.Assignments `json:"roles,omitempty"`
-	console *console.Console
-}
-
-func (*consoleUnderTest) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "http.handlers.bankedge_console_test", New: func() caddy.Module { return new(consoleUnderTest) }}
-}
-
-func (h *consoleUnderTest) Provision(ctx caddy.Context) error {
-	app, err := appFrom(ctx)
-	if err != nil {
-		return err
-	}
-	h.console, err = app.newConsole(ctx, "/ui", ctx.Logger())
-	return err
-}
-
-func (h *consoleUnderTest) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	a, ok := consoleActor(r, h.Roles)
-	if !ok {
-		return caddyhttp.Error(http.StatusUnauthorized, nil)
-	}
-	h.console.ServeHTTP(w, r.WithContext(console.WithActor(r.Context(), a)))
-	return nil
-}
-
-// UnmarshalCaddyfile reads the roles block of bankedge_api:
-//
-//	bankedge_console_test {
-//		roles {
-//			security_admin alice
-//		}
-//	}
-func (h *consoleUnderTest) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next()
-	for d.NextBlock(0) {
-		if d.Val() != "roles" {
-			return d.ArgErr()
-		}
-		h.Roles = roles.Assignments{}
-		for d.NextBlock(1) {
-			r, err := roles.Parse(d.Val())
-			if err != nil {
-				return d.Err(err.Error())
-			}
-			h.Roles[r] = append(h.Roles[r], d.RemainingArgs()...)
-		}
-	}
-	return nil
-}
-
-func init() {
-	caddy.RegisterModule(&consoleUnderTest{})
-	httpcaddyfile.RegisterHandlerDirective("bankedge_console_test", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-		m := new(consoleUnderTest)
-		return m, m.UnmarshalCaddyfile(h.Dispenser)
-	})
-	httpcaddyfile.RegisterDirectiveOrder("bankedge_console_test", httpcaddyfile.Before, "respond")
-}
-
-// consoleUsers are the basic_auth users of the console under test.
+// consoleUsers are the basic_auth users of the admin site under test.
 var consoleUsers = map[string]string{
 	"alice": "Alice-security-1!", // security_admin
 	"bob":   "Bob-partners-22!",  // partner_admin
@@ -101,9 +32,9 @@ const (
 	consoleAudience = "bankedge-admin"
 )
 
-// consoleSite is a running Caddy with the bankedge app and the console on
-// two sites: basic_auth with a roles block, and jwt_auth whose tokens
-// carry the roles.
+// consoleSite is a running Caddy with the bankedge app and bankedge_api
+// (the REST API and the console under /ui/) on two sites: basic_auth with
+// a roles block, and jwt_auth whose tokens carry the roles.
 type consoleSite struct {
 	base, jwtBase string
 	storage       string
@@ -119,7 +50,7 @@ func startConsole(t *testing.T) *consoleSite {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&users, "\t\t\t%s %s\n", u, h)
+		fmt.Fprintf(&users, "\t\t%s %s\n", u, h)
 	}
 	s := &consoleSite{storage: filepath.Join(dir, "storage"), jwtKey: testjwt.NewEC(t, "console")}
 	jwks := filepath.Join(dir, "jwks.json")
@@ -136,26 +67,26 @@ func startConsole(t *testing.T) *consoleSite {
 		}
 	}`)+fmt.Sprintf(`
 %s {
-	route /ui* {
-		basic_auth {
-%s		}
-		bankedge_console_test {
-			roles {
-				security_admin alice
-				partner_admin  bob
-				auditor        dave
-			}
+	basic_auth {
+%s	}
+	bankedge_api {
+		roles {
+			security_admin alice
+			partner_admin  bob
+			auditor        dave
 		}
 	}
 }
 %s {
-	route /ui* {
-		jwt_auth {
-			jwks        %s
-			issuer      %s
-			audience    %s
+	jwt_auth {
+		jwks        %s
+		issuer      %s
+		audience    %s
+	}
+	bankedge_api {
+		roles {
+			auditor svc-audit
 		}
-		bankedge_console_test
 	}
 }
 `, s.base, users.String(), s.jwtBase, jwks, consoleIssuer, consoleAudience))
@@ -207,6 +138,11 @@ func (c *consoleClient) do(method, path string, form url.Values, header map[stri
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+	return c.send(req, header)
+}
+
+func (c *consoleClient) send(req *http.Request, header map[string]string) page {
+	c.t.Helper()
 	if c.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+c.bearer)
 	} else if c.user != "" {
@@ -222,6 +158,16 @@ func (c *consoleClient) do(method, path string, form url.Values, header map[stri
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return page{resp.StatusCode, resp.Header, string(b)}
+}
+
+// doJSON sends a JSON body.
+func (c *consoleClient) doJSON(method, path, body string) page {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.send(req, map[string]string{"Content-Type": "application/json"})
 }
 
 func (c *consoleClient) get(path string) page {
