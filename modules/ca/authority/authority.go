@@ -158,6 +158,8 @@ type Authority struct {
 	revGen    uint64
 	// segs caches the immutable segments read from storage.
 	segs *segCache
+	// locks are the local queues before the storage locks (lock).
+	locks sync.Map
 	// indexSegSize and revSegSize are the segment sizes of the index and
 	// of the revocation log (indexSegmentSize, revocationSegmentSize;
 	// tests make them small).

@@ -78,11 +78,11 @@ func (a *Authority) CRL(ctx context.Context) ([]byte, error) {
 	if a.cfg.ReadOnly {
 		return nil, ErrReadOnly
 	}
-	lock := a.cfg.key("revocations")
-	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
-		return nil, fmt.Errorf("taking the revocation lock: %w", err)
+	release, err := a.lock(ctx, "revocations")
+	if err != nil {
+		return nil, err
 	}
-	defer unlock(a.cfg.Storage, lock)
+	defer release()
 	if state, err = a.loadRevocations(ctx); err != nil {
 		return nil, err
 	}
@@ -105,11 +105,11 @@ func (a *Authority) RegenerateCRL(ctx context.Context) (CRLInfo, error) {
 	if a.cfg.ReadOnly {
 		return CRLInfo{}, ErrReadOnly
 	}
-	lock := a.cfg.key("revocations")
-	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
-		return CRLInfo{}, fmt.Errorf("taking the revocation lock: %w", err)
+	release, err := a.lock(ctx, "revocations")
+	if err != nil {
+		return CRLInfo{}, err
 	}
-	defer unlock(a.cfg.Storage, lock)
+	defer release()
 	state, err := a.loadRevocations(ctx)
 	if err != nil {
 		return CRLInfo{}, err

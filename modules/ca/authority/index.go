@@ -167,11 +167,11 @@ func (a *Authority) recordIssued(ctx context.Context, serial *big.Int, rec *Reco
 		return ErrReadOnly
 	}
 	st := a.cfg.Storage
-	lock := a.cfg.key("index")
-	if err := st.Lock(ctx, lock); err != nil {
-		return fmt.Errorf("taking the inventory lock: %w", err)
+	release, err := a.lock(ctx, "index")
+	if err != nil {
+		return err
 	}
-	defer unlock(st, lock)
+	defer release()
 	ist, ok, err := a.loadIndexState(ctx)
 	if err != nil {
 		return err
@@ -336,11 +336,11 @@ func (a *Authority) Reindex(ctx context.Context) (int, error) {
 	if a.cfg.ReadOnly {
 		return 0, ErrReadOnly
 	}
-	lock := a.cfg.key("index")
-	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
-		return 0, fmt.Errorf("taking the inventory lock: %w", err)
+	release, err := a.lock(ctx, "index")
+	if err != nil {
+		return 0, err
 	}
-	defer unlock(a.cfg.Storage, lock)
+	defer release()
 	return a.rebuildLocked(ctx)
 }
 
@@ -559,12 +559,35 @@ func (a *Authority) repair(ctx context.Context) {
 
 // withLock runs fn under the storage lock name (under the CA's prefix).
 func (a *Authority) withLock(ctx context.Context, name string, fn func() error) error {
-	lock := a.cfg.key(name)
-	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
-		return fmt.Errorf("taking the %s lock: %w", name, err)
+	release, err := a.lock(ctx, name)
+	if err != nil {
+		return err
 	}
-	defer unlock(a.cfg.Storage, lock)
+	defer release()
 	return fn()
+}
+
+// lock takes the storage lock name (under the CA's prefix) and returns
+// its release. Callers in this process queue on a local lock first: the
+// storage locks of file_system and Redis are polled every second, which
+// would make two issuances of one gateway wait a second for each other.
+func (a *Authority) lock(ctx context.Context, name string) (release func(), err error) {
+	v, _ := a.locks.LoadOrStore(name, make(chan struct{}, 1))
+	local := v.(chan struct{})
+	select {
+	case local <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	key := a.cfg.key(name)
+	if err := a.cfg.Storage.Lock(ctx, key); err != nil {
+		<-local
+		return nil, fmt.Errorf("taking the %s lock: %w", name, err)
+	}
+	return func() {
+		unlock(a.cfg.Storage, key)
+		<-local
+	}, nil
 }
 
 func (a *Authority) logger() *zap.Logger {

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -698,5 +699,67 @@ func TestQueryPurpose(t *testing.T) {
 	}
 	if got := collect(t, a, Query{Purpose: "QSEAL", PartnerID: "BANK_A"}); len(got) != 0 {
 		t.Fatalf("purpose QSEAL: %v", serialsOf(got))
+	}
+}
+
+// lockWatch records whether a storage lock was asked for while this
+// process already held it (which costs a poll interval, a second, on
+// file_system and Redis).
+type lockWatch struct {
+	*certmagic.FileStorage
+	mu        sync.Mutex
+	held      map[string]bool
+	contended []string
+}
+
+func (s *lockWatch) Lock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	if s.held[name] {
+		s.contended = append(s.contended, name)
+	}
+	s.mu.Unlock()
+	if err := s.FileStorage.Lock(ctx, name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.held[name] = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *lockWatch) Unlock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	s.held[name] = false
+	s.mu.Unlock()
+	return s.FileStorage.Unlock(ctx, name)
+}
+
+// TestIssuancesOfOneProcessQueueLocally: concurrent issuances and
+// revocations of one gateway wait for each other in memory, never by
+// polling the storage lock.
+func TestIssuancesOfOneProcessQueueLocally(t *testing.T) {
+	t.Parallel()
+	st := &lockWatch{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}, held: map[string]bool{}}
+	a, _ := newCA(t, func(c *Config) { c.Storage = st })
+	pub := mustECDSA(t, elliptic.P256()).Public()
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			cert, err := a.Issue(context.Background(), Request{PublicKey: pub, Template: &x509.Certificate{Subject: pkix.Name{CommonName: "queue"}},
+				Purpose: PurposeClient, Validity: time.Hour, PartnerID: "Q"})
+			if err == nil {
+				_, err = a.Revoke(context.Background(), cert.SerialNumber, 1)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(st.contended) > 0 {
+		t.Errorf("storage locks asked for while held by this process: %v", st.contended)
+	}
+	if got := collect(t, a, Query{Status: StatusRevoked}); len(got) != 6 {
+		t.Errorf("%d revoked, want 6", len(got))
 	}
 }

@@ -349,12 +349,11 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 	if _, err := ParseReason(strconv.Itoa(reason)); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrPolicy, err)
 	}
-	st := a.cfg.Storage
-	lock := a.cfg.key("revocations")
-	if err := st.Lock(ctx, lock); err != nil {
-		return Record{}, fmt.Errorf("taking the revocation lock: %w", err)
+	release, err := a.lock(ctx, "revocations")
+	if err != nil {
+		return Record{}, err
 	}
-	defer unlock(st, lock)
+	defer release()
 	rec, err := a.loadRecord(ctx, serial)
 	if err != nil {
 		return Record{}, err
