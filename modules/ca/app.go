@@ -184,6 +184,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	cfg.ReadOnly = runmode.ValidateOnly
 	cfg.OnIssue = a.auditIssuance
 	cfg.OnRevoke = a.onRevoke
+	cfg.Logger = a.logger
 	a.caConfig = cfg
 	auth, created, err := authority.Open(ctx, cfg, !a.CA.ManualInitialize)
 	switch {

@@ -216,7 +216,7 @@ func (b consoleBackend) InitializeCA(ctx context.Context, by console.Actor) erro
 }
 
 func (b consoleBackend) Certificates(ctx context.Context, f console.CertFilter) ([]authority.Record, error) {
-	recs, err := b.app.inventory(ctx, inventoryFilter{Partner: f.Partner, Purpose: f.Purpose, Status: f.Status, ExpiringWithin: f.ExpiringWithin})
+	recs, _, err := b.app.inventory(ctx, inventoryFilter{Partner: f.Partner, Purpose: f.Purpose, Status: f.Status, ExpiringWithin: f.ExpiringWithin})
 	return recs, b.read(err)
 }
 

@@ -135,9 +135,16 @@ func (h *API) truststore(c *call) error {
 	return nil
 }
 
-// GET /api/v1/certificates/ca/issued[?partnerId=…&status=…&purpose=…&expiringDays=…]
+// maxIssuedPage is the default and the largest page of the inventory.
+const maxIssuedPage = 1000
+
+// GET /api/v1/certificates/ca/issued[?partnerId=…&status=…&purpose=…&expiringDays=…&limit=…&cursor=…]:
+// a page of the inventory, newest first. When records remain, a Link
+// header (RFC 8288) gives the next page's address: the same query with
+// the cursor of the next page.
 func (h *API) issued(c *call) error {
-	f := inventoryFilter{Partner: c.param("partnerId"), Status: c.param("status"), Purpose: c.param("purpose")}
+	f := inventoryFilter{Partner: c.param("partnerId"), Status: c.param("status"), Purpose: c.param("purpose"),
+		Limit: maxIssuedPage, Cursor: c.param("cursor")}
 	if v := c.param("expiringDays"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > 100000 {
@@ -145,9 +152,21 @@ func (h *API) issued(c *call) error {
 		}
 		f.ExpiringWithin = time.Duration(n) * 24 * time.Hour
 	}
-	recs, err := h.app.inventory(c.r.Context(), f)
+	if v := c.param("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxIssuedPage {
+			return failField(http.StatusBadRequest, "limit", "limit must be a whole number from 1 to %d", maxIssuedPage)
+		}
+		f.Limit = n
+	}
+	recs, next, err := h.app.inventory(c.r.Context(), f)
 	if err != nil {
 		return err
+	}
+	if next != "" {
+		q := c.r.URL.Query()
+		q.Set("cursor", next)
+		c.w.Header().Set("Link", "</api/v1/certificates/ca/issued?"+q.Encode()+`>; rel="next"`)
 	}
 	writeJSON(c.w, http.StatusOK, recs)
 	return nil

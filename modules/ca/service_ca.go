@@ -452,33 +452,40 @@ type inventoryFilter struct {
 	Status string
 	// ExpiringWithin keeps valid certificates that expire within it.
 	ExpiringWithin time.Duration
+	// Limit is the most records of a page, 0 for all; Cursor, the next
+	// page's cursor of an earlier answer, continues after it.
+	Limit  int
+	Cursor string
 }
 
-// inventory returns the issued certificates matching f, newest first,
-// without their DER.
-func (a *App) inventory(ctx context.Context, f inventoryFilter) ([]authority.Record, error) {
+// inventory returns a page of the issued certificates matching f, newest
+// first, without their DER, and the cursor of the next page ("" when none
+// remains). The authority answers from its index.
+func (a *App) inventory(ctx context.Context, f inventoryFilter) ([]authority.Record, string, error) {
 	auth, err := a.authorityOrConflict()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	recs, err := auth.Issued(ctx)
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(f.ExpiringWithin)
-	out := make([]authority.Record, 0, len(recs))
-	for _, r := range recs {
-		switch {
-		case f.Partner != "" && r.PartnerID != f.Partner,
-			f.Purpose != "" && !strings.EqualFold(string(r.Purpose), f.Purpose),
-			f.Status != "" && r.Status != f.Status,
-			f.ExpiringWithin > 0 && (r.Status != authority.StatusValid || r.NotAfter.After(deadline)):
-			continue
+	q := authority.Query{PartnerID: f.Partner, Purpose: f.Purpose, Status: f.Status, Limit: f.Limit, Cursor: f.Cursor}
+	if f.ExpiringWithin > 0 {
+		switch q.Status {
+		case "", authority.StatusValid:
+			q.Status, q.ExpiresBefore = authority.StatusValid, time.Now().Add(f.ExpiringWithin)
+		default:
+			return []authority.Record{}, "", nil
 		}
-		r.DER = nil
-		out = append(out, r)
 	}
-	return out, nil
+	page, err := auth.Query(ctx, q)
+	if errors.Is(err, authority.ErrBadCursor) {
+		return nil, "", failField(http.StatusBadRequest, "cursor", "cursor is not one this API gave: ask for the first page again")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	for i := range page.Records {
+		page.Records[i].DER = nil
+	}
+	return page.Records, page.Next, nil
 }
 
 // certificatePEM returns an issued certificate by its serial.

@@ -25,10 +25,12 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.step.sm/crypto/pemutil"
+	"go.uber.org/zap"
 )
 
 // KeyType is a key algorithm, of the CA or of a key the CA generates.
@@ -121,6 +123,9 @@ type Config struct {
 	// OnRevoke, when set, is told of every revocation once it is in force
 	// (stored), whoever made it; the bankedge app tells the other gateways.
 	OnRevoke func(ctx context.Context, serial *big.Int)
+	// Logger, when set, is told of the repairs of storage done at start
+	// and of index writes that failed after an issuance.
+	Logger *zap.Logger
 }
 
 // Errors of the authority.
@@ -142,12 +147,23 @@ type Authority struct {
 	certPEM []byte
 	key     crypto.Signer
 
-	revMu       sync.RWMutex
-	revoked     map[string]Revocation
-	revLoadedAt time.Time
-	// revGen counts ForgetRevocations calls, so that a load that started
-	// before one does not pass for fresh after it.
-	revGen uint64
+	// revView is the view of revocations that handshakes consult, and
+	// revSealed the revocations of the immutable segments of the
+	// revocation log as last read. revMu orders the changes of revView
+	// with revGen, which counts ForgetRevocations calls, so that a load
+	// that started before one does not pass for fresh after it.
+	revView   atomic.Pointer[revocationView]
+	revSealed atomic.Pointer[sealedRevocations]
+	revMu     sync.Mutex
+	revGen    uint64
+	// segs caches the immutable segments read from storage.
+	segs *segCache
+	// locks are the local queues before the storage locks (lock).
+	locks sync.Map
+	// indexSegSize and revSegSize are the segment sizes of the index and
+	// of the revocation log (indexSegmentSize, revocationSegmentSize;
+	// tests make them small).
+	indexSegSize, revSegSize int
 }
 
 func (c *Config) setDefaults() error {
@@ -198,19 +214,21 @@ func Open(ctx context.Context, cfg Config, create bool) (a *Authority, created b
 	if err := cfg.setDefaults(); err != nil {
 		return nil, false, err
 	}
-	a = &Authority{cfg: cfg}
-	if err := a.load(ctx); err == nil {
-		return a, false, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, err
+	a = &Authority{cfg: cfg, segs: newSegCache(defaultSegCacheEntries), indexSegSize: indexSegmentSize, revSegSize: revocationSegmentSize}
+	if err := a.load(ctx); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, err
+		}
+		if !create {
+			return nil, false, ErrNoCA
+		}
+		if created, err = a.initialize(ctx); err != nil {
+			// The Authority has no certificate or key: never hand it out.
+			return nil, false, err
+		}
 	}
-	if !create {
-		return nil, false, ErrNoCA
-	}
-	created, err = a.initialize(ctx)
-	if err != nil {
-		// The Authority has no certificate or key: never hand it out.
-		return nil, false, err
+	if !cfg.ReadOnly {
+		a.repair(ctx)
 	}
 	return a, created, nil
 }
@@ -287,10 +305,15 @@ func (a *Authority) where(name string) string {
 
 // store writes to storage unless the authority is read-only.
 func (a *Authority) store(ctx context.Context, name string, value []byte) error {
+	return a.storeKey(ctx, a.cfg.key(name), value)
+}
+
+// storeKey is store with a full storage key.
+func (a *Authority) storeKey(ctx context.Context, key string, value []byte) error {
 	if a.cfg.ReadOnly {
 		return ErrReadOnly
 	}
-	return a.cfg.Storage.Store(ctx, a.cfg.key(name), value)
+	return a.cfg.Storage.Store(ctx, key, value)
 }
 
 func (a *Authority) initialize(ctx context.Context) (bool, error) {

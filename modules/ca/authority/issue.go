@@ -95,28 +95,41 @@ func (a *Authority) issue(ctx context.Context, req Request) (*x509.Certificate, 
 	if a.cfg.ReadOnly {
 		return nil, ErrReadOnly
 	}
-	if err := CheckKey(req.PublicKey); err != nil {
+	cert, rec, err := a.sign(ctx, req)
+	if err != nil {
 		return nil, err
 	}
+	if err := a.recordIssued(ctx, cert.SerialNumber, &rec); err != nil {
+		return nil, fmt.Errorf("recording issued certificate: %w", err)
+	}
+	return cert, nil
+}
+
+// sign applies the policy to req and signs its certificate, returning it
+// with its inventory record, not stored yet.
+func (a *Authority) sign(ctx context.Context, req Request) (*x509.Certificate, Record, error) {
+	if err := CheckKey(req.PublicKey); err != nil {
+		return nil, Record{}, err
+	}
 	if req.Validity <= 0 {
-		return nil, fmt.Errorf("%w: validity must be positive", ErrPolicy)
+		return nil, Record{}, fmt.Errorf("%w: validity must be positive", ErrPolicy)
 	}
 	if req.Validity > a.cfg.MaxValidity {
-		return nil, fmt.Errorf("%w: validity of %d days exceeds the maximum of %d days",
+		return nil, Record{}, fmt.Errorf("%w: validity of %d days exceeds the maximum of %d days",
 			ErrPolicy, int(req.Validity.Hours()/24), int(a.cfg.MaxValidity.Hours()/24))
 	}
 	if req.Template == nil {
-		return nil, fmt.Errorf("%w: the request has no certificate template", ErrPolicy)
+		return nil, Record{}, fmt.Errorf("%w: the request has no certificate template", ErrPolicy)
 	}
 	t := *req.Template
 	if err := CheckNames(&t); err != nil {
-		return nil, err
+		return nil, Record{}, err
 	}
 	// x509.CreateCertificate lets ExtraExtensions override the fields set
 	// below, so a template could otherwise turn its certificate into a CA.
 	for _, ext := range t.ExtraExtensions {
 		if caControlled(ext.Id, req.Purpose) {
-			return nil, fmt.Errorf("%w: extension %s is set by the CA, not by the request", ErrPolicy, ext.Id)
+			return nil, Record{}, fmt.Errorf("%w: extension %s is set by the CA, not by the request", ErrPolicy, ext.Id)
 		}
 	}
 	now := a.cfg.Now()
@@ -151,23 +164,23 @@ func (a *Authority) issue(ctx context.Context, req Request) (*x509.Certificate, 
 		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		t.UnknownExtKeyUsage = nil
 		if len(t.DNSNames)+len(t.IPAddresses) == 0 {
-			return nil, fmt.Errorf("%w: a SERVER certificate needs a DNS name or IP address", ErrPolicy)
+			return nil, Record{}, fmt.Errorf("%w: a SERVER certificate needs a DNS name or IP address", ErrPolicy)
 		}
 	case PurposeQWAC, PurposeQSEAL:
 		// The PSD2 templates set their own ETSI key usages.
 	default:
-		return nil, fmt.Errorf("%w: unknown purpose %q", ErrPolicy, req.Purpose)
+		return nil, Record{}, fmt.Errorf("%w: unknown purpose %q", ErrPolicy, req.Purpose)
 	}
 	for attempt := 0; ; attempt++ {
 		serial, err := randomSerial()
 		if err != nil {
-			return nil, err
+			return nil, Record{}, err
 		}
 		// A collision among 2^127 serials is not expected, but a serial
 		// must never be issued twice, so check the inventory.
 		if a.cfg.Storage.Exists(ctx, a.recordKey(serial)) {
 			if attempt > 3 {
-				return nil, errors.New("could not find an unused serial number")
+				return nil, Record{}, errors.New("could not find an unused serial number")
 			}
 			continue
 		}
@@ -176,11 +189,11 @@ func (a *Authority) issue(ctx context.Context, req Request) (*x509.Certificate, 
 	}
 	der, err := x509.CreateCertificate(rand.Reader, &t, a.cert, req.PublicKey, a.key)
 	if err != nil {
-		return nil, fmt.Errorf("signing certificate: %w", err)
+		return nil, Record{}, fmt.Errorf("signing certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, err
+		return nil, Record{}, err
 	}
 	rec := Record{
 		Serial:    SerialString(cert.SerialNumber),
@@ -193,10 +206,7 @@ func (a *Authority) issue(ctx context.Context, req Request) (*x509.Certificate, 
 		IssuedBy:  req.IssuedBy,
 		DER:       der,
 	}
-	if err := a.storeRecord(ctx, cert.SerialNumber, rec); err != nil {
-		return nil, fmt.Errorf("recording issued certificate: %w", err)
-	}
-	return cert, nil
+	return cert, rec, nil
 }
 
 // SignCSR checks a certificate signing request and signs it for purpose.
@@ -324,7 +334,7 @@ func (a *Authority) recordName(serial *big.Int) string {
 
 func (a *Authority) storeRecord(ctx context.Context, serial *big.Int, rec Record) error {
 	// Derived on read: the status from the clock, the revocation from the
-	// revocation list, which is the one record of revocations.
+	// revocation log, which is the one record of revocations.
 	rec.Status, rec.RevokedAt, rec.RevocationReason = "", nil, ""
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -334,14 +344,13 @@ func (a *Authority) storeRecord(ctx context.Context, serial *big.Int, rec Record
 }
 
 // withStatus fills the record's derived fields: the serial in SerialString
-// notation, the revocation from revoked (the revocation list) and the
-// status.
-func (a *Authority) withStatus(rec Record, revoked map[string]Revocation) Record {
+// notation, the revocation from the revocation log and the status.
+func (a *Authority) withStatus(rec Record, revoked revocationState) Record {
 	if n, err := ParseSerial(rec.Serial); err == nil {
 		rec.Serial = SerialString(n)
 	}
 	rec.RevokedAt, rec.RevocationReason = nil, ""
-	if r, ok := revoked[rec.Serial]; ok {
+	if r, ok := revoked.get(rec.Serial); ok {
 		at := r.RevokedAt
 		rec.RevokedAt, rec.RevocationReason = &at, ReasonName(r.Reason)
 	}

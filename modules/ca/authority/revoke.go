@@ -2,7 +2,6 @@ package authority
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -11,79 +10,23 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
-	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
-
-// Issued returns the inventory, newest first.
-func (a *Authority) Issued(ctx context.Context) ([]Record, error) {
-	keys, err := a.cfg.Storage.List(ctx, a.cfg.key("issued"), false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return []Record{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing issued certificates: %w", err)
-	}
-	state, err := a.loadRevocations(ctx)
-	if err != nil {
-		return nil, err
-	}
-	a.setRevocations(state)
-	revoked := a.revokedMap()
-	out := make([]Record, 0, len(keys))
-	for _, k := range keys {
-		if !strings.HasSuffix(k, ".json") {
-			continue
-		}
-		b, err := a.cfg.Storage.Load(ctx, k)
-		if errors.Is(err, fs.ErrNotExist) {
-			// Deleted between List and Load by an operator: skip it.
-			continue
-		}
-		if err != nil {
-			// Never a partial inventory that looks complete.
-			return nil, fmt.Errorf("loading %s: %w", path.Base(k), err)
-		}
-		var rec Record
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path.Base(k), err)
-		}
-		out = append(out, a.withStatus(rec, revoked))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].IssuedAt.After(out[j].IssuedAt) })
-	return out, nil
-}
-
-// Lookup returns the inventory record of a serial, or ErrNotFound, with
-// its revocation as currently stored.
-func (a *Authority) Lookup(ctx context.Context, serial *big.Int) (Record, error) {
-	b, err := a.cfg.Storage.Load(ctx, a.recordKey(serial))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Record{}, ErrNotFound
-	}
-	if err != nil {
-		return Record{}, err
-	}
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return Record{}, err
-	}
-	state, err := a.loadRevocations(ctx)
-	if err != nil {
-		return Record{}, err
-	}
-	a.setRevocations(state)
-	return a.withStatus(rec, a.revokedMap()), nil
-}
 
 // Revocation is one revoked serial.
 type Revocation struct {
 	Serial    string    `json:"serial"`
 	RevokedAt time.Time `json:"revokedAt"`
 	Reason    int       `json:"reason"`
+	// IssuedAt and PartnerID are copied from the inventory record, so that
+	// the inventory lists revoked certificates in order (and by partner)
+	// from the revocation log alone. Absent in revocations.json.
+	IssuedAt  time.Time `json:"issuedAt,omitzero"`
+	PartnerID string    `json:"partnerId,omitempty"`
 }
 
 // reasonNames are the CRLReason names of RFC 5280 §5.3.1.
@@ -128,27 +71,94 @@ func ReasonName(n int) string {
 	return strconv.Itoa(n)
 }
 
-// The revocation list (revocations.json) is the one record of revocations:
-// a revocation is one atomic write of it. Everything else is derived from
-// it: the inventory's revocation fields on read, the in-memory view of
-// handshakes, and the CRL, which records the digest of the list it was made
-// from and is made again whenever it is read (or the app starts) behind the
-// list. So a failure or a crash between the writes leaves nothing
-// inconsistent for longer than the next read.
+// The revocation log is the one record of revocations: segments under
+// revocations/ (see segments.go), each new segment naming the digest of
+// the one before, so that the digest of the head names the whole log. A
+// revocation is one write: the head rewritten with one more entry, or a
+// new head. Everything else is derived from the log: the inventory's
+// revocation fields and status on read, the in-memory view of handshakes,
+// and the CRL, which records the digest of the head it was made from and
+// is made again whenever it is read (or the app starts) behind the log.
+// So a failure or a crash between the writes leaves nothing inconsistent
+// for longer than the next read.
+//
+// Before the log, revocations were one list, revocations.json, rewritten
+// on every revocation. Opening the CA moves such a list into the log (see
+// migrateLegacyRevocations); until then, when the log is empty, it is read
+// as the log.
 const (
-	revocationsName = "revocations.json"
-	crlName         = "crl.json"
+	revocationsDir        = "revocations"
+	legacyRevocationsName = "revocations.json"
+	legacyMovedName       = "revocations.json.moved"
+	crlName               = "crl.json"
+	// revocationSegmentSize bounds what a revocation rewrites, and what
+	// every read of the log decodes: about 40 KB of JSON.
+	revocationSegmentSize = 256
 )
 
-// revocationState is the revocation list as stored, with its digest.
+// revocationState is the revocation log as stored.
 type revocationState struct {
-	list   []Revocation
+	// sealed are the revocations of the segments before the head.
+	sealed *sealedRevocations
+	// head are the head's revocations, and headAt their index by serial.
+	head   []Revocation
+	headAt map[string]int
+	// digest names the log: the digest of the head's stored bytes ("" for
+	// an empty log).
 	digest string
+	// log is the head as read, where the next revocation is appended.
+	log logHead[Revocation]
+	// legacy is set when the revocations come from revocations.json, which
+	// has not been moved into the log yet.
+	legacy bool
 	// gen is revGen when the load started.
 	gen uint64
 }
 
-// digestOf names the content of a revocation list file; "" for none.
+// sealedRevocations are the revocations of the immutable segments of the
+// log, shared by the states read while they stay the same.
+type sealedRevocations struct {
+	segs     []int
+	list     []Revocation
+	bySerial map[string]int
+
+	// der is the CRL encoding of list (crlEntries), made once.
+	encodeOnce sync.Once
+	der        []byte
+	derCount   int
+	derErr     error
+}
+
+func (s revocationState) get(serial string) (Revocation, bool) {
+	if i, ok := s.headAt[serial]; ok {
+		return s.head[i], true
+	}
+	if s.sealed != nil {
+		if i, ok := s.sealed.bySerial[serial]; ok {
+			return s.sealed.list[i], true
+		}
+	}
+	return Revocation{}, false
+}
+
+func (s revocationState) len() int {
+	n := len(s.head)
+	if s.sealed != nil {
+		n += len(s.sealed.list)
+	}
+	return n
+}
+
+// all returns every revocation, in log order. The slice is shared.
+func (s revocationState) all() []Revocation {
+	if s.sealed == nil || len(s.sealed.list) == 0 {
+		return s.head
+	}
+	out := make([]Revocation, 0, s.len())
+	return append(append(out, s.sealed.list...), s.head...)
+}
+
+// digestOf names the content of a stored object; "" for none.
 func digestOf(raw []byte) string {
 	if raw == nil {
 		return ""
@@ -157,13 +167,84 @@ func digestOf(raw []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// loadRevocations reads the revocation log: one List, one Load of the
+// head, and Loads of the sealed segments this instance has not read yet.
 func (a *Authority) loadRevocations(ctx context.Context) (revocationState, error) {
-	a.revMu.RLock()
+	a.revMu.Lock()
 	gen := a.revGen
-	a.revMu.RUnlock()
-	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(revocationsName))
+	a.revMu.Unlock()
+	h, err := loadHead[Revocation](ctx, a, a.cfg.key(revocationsDir))
+	if err != nil {
+		return revocationState{}, fmt.Errorf("loading the revocation log: %w", err)
+	}
+	var st revocationState
+	if h.n < 0 {
+		st, err = a.loadLegacyRevocations(ctx)
+	} else {
+		st, err = a.stateOf(ctx, h)
+	}
+	st.gen = gen
+	return st, err
+}
+
+// stateOf builds the state of the log whose head is h.
+func (a *Authority) stateOf(ctx context.Context, h logHead[Revocation]) (revocationState, error) {
+	var below []int
+	for _, n := range h.segs {
+		if n < h.n {
+			below = append(below, n)
+		}
+	}
+	sealed, err := a.sealedRevocations(ctx, below)
+	if err != nil {
+		return revocationState{}, err
+	}
+	st := revocationState{sealed: sealed, head: h.head.seg.Entries, digest: h.head.digest, log: h}
+	st.headAt = make(map[string]int, len(st.head))
+	for i, r := range st.head {
+		st.headAt[r.Serial] = i
+	}
+	return st, nil
+}
+
+// sealedRevocations returns the revocations of segments segs, reusing
+// (and extending) what the last call assembled.
+func (a *Authority) sealedRevocations(ctx context.Context, segs []int) (*sealedRevocations, error) {
+	prev := a.revSealed.Load()
+	if prev != nil && slices.Equal(prev.segs, segs) {
+		return prev, nil
+	}
+	out := &sealedRevocations{segs: segs}
+	from := 0
+	if prev != nil && len(prev.segs) <= len(segs) && slices.Equal(prev.segs, segs[:len(prev.segs)]) {
+		out.list = slices.Clone(prev.list)
+		from = len(prev.segs)
+	}
+	dir := a.cfg.key(revocationsDir)
+	for _, n := range segs[from:] {
+		s, err := loadSegment[Revocation](ctx, a, dir, n, true)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // listed by a stale directory index
+		}
+		if err != nil {
+			return nil, fmt.Errorf("loading the revocation log: %w", err)
+		}
+		out.list = append(out.list, s.seg.Entries...)
+	}
+	out.bySerial = make(map[string]int, len(out.list))
+	for i, r := range out.list {
+		out.bySerial[r.Serial] = i
+	}
+	a.revSealed.Store(out)
+	return out, nil
+}
+
+// loadLegacyRevocations reads revocations.json, the list that preceded the
+// log, as a state whose digest is the one CRLs made from it record.
+func (a *Authority) loadLegacyRevocations(ctx context.Context) (revocationState, error) {
+	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(legacyRevocationsName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return revocationState{gen: gen}, nil
+		return revocationState{log: logHead[Revocation]{n: -1}}, nil
 	}
 	if err != nil {
 		return revocationState{}, fmt.Errorf("loading the revocation list: %w", err)
@@ -172,14 +253,77 @@ func (a *Authority) loadRevocations(ctx context.Context) (revocationState, error
 	if err := json.Unmarshal(b, &list); err != nil {
 		return revocationState{}, fmt.Errorf("reading the revocation list: %w", err)
 	}
-	// Lists written before SerialString padded serials hold odd-length
-	// ones: one notation in memory.
+	st := revocationState{head: list, headAt: make(map[string]int, len(list)), digest: digestOf(b), log: logHead[Revocation]{n: -1}, legacy: true}
 	for i := range list {
+		// Lists written before SerialString padded serials hold
+		// odd-length ones: one notation in memory.
 		if n, err := ParseSerial(list[i].Serial); err == nil {
 			list[i].Serial = SerialString(n)
 		}
+		st.headAt[list[i].Serial] = i
 	}
-	return revocationState{list: list, digest: digestOf(b), gen: gen}, nil
+	return st, nil
+}
+
+// migrateLegacyRevocations moves revocations.json into the log: the
+// revocations it holds that the log lacks are appended (with the issue
+// time and partner of their records, for the inventory's revoked view),
+// then the list's digest is recorded in revocations.json.moved. The list
+// is left in place and no longer written, so that a gateway of the
+// previous version still sharing the storage during an upgrade keeps
+// refusing what was revoked before it; what such a gateway revokes
+// meanwhile changes the list, which the next start of this version
+// merges. A crash half-way leaves no record of the move, and the next
+// start appends only what is still missing. The caller holds the
+// revocation lock.
+func (a *Authority) migrateLegacyRevocations(ctx context.Context) error {
+	old, moved, err := a.legacyMoved(ctx)
+	if err != nil || moved || !old.legacy {
+		return err
+	}
+	h, err := loadHead[Revocation](ctx, a, a.cfg.key(revocationsDir))
+	if err != nil {
+		return err
+	}
+	cur, err := a.stateOf(ctx, h)
+	if err != nil {
+		return err
+	}
+	var missing []Revocation
+	for _, r := range old.head {
+		if _, ok := cur.get(r.Serial); ok {
+			continue
+		}
+		if n, err := ParseSerial(r.Serial); err == nil {
+			if rec, err := a.loadRecord(ctx, n); err == nil {
+				r.IssuedAt, r.PartnerID = rec.IssuedAt, rec.PartnerID
+			}
+		}
+		missing = append(missing, r)
+	}
+	if len(missing) > 0 {
+		if _, err := appendEntries(ctx, a, a.cfg.key(revocationsDir), h, a.revSegSize, true, missing...); err != nil {
+			return fmt.Errorf("moving revocations.json into the revocation log: %w", err)
+		}
+	}
+	if err := a.store(ctx, legacyMovedName, []byte(old.digest)); err != nil {
+		return fmt.Errorf("recording that revocations.json is in the revocation log: %w", err)
+	}
+	return nil
+}
+
+// legacyMoved reads revocations.json and reports whether the log has
+// what it holds (revocations.json.moved names its content).
+func (a *Authority) legacyMoved(ctx context.Context) (revocationState, bool, error) {
+	old, err := a.loadLegacyRevocations(ctx)
+	if err != nil || !old.legacy {
+		return old, true, err
+	}
+	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(legacyMovedName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return old, false, err
+	}
+	return old, string(b) == old.digest, nil
 }
 
 // Errors of revocation.
@@ -191,11 +335,11 @@ var (
 )
 
 // Revoke revokes a certificate issued by this CA and publishes a new CRL.
-// The revocation is in force once the revocation list is stored, which is
-// one write; when publishing the CRL fails after it, Revoke returns the
-// revoked record with an error wrapping ErrCRLNotPublished. Revoking a
-// revoked certificate returns ErrRevoked, after publishing the CRL if it
-// was behind.
+// The revocation is in force once it is appended to the revocation log,
+// which is one write of at most one segment; when publishing the CRL
+// fails after it, Revoke returns the revoked record with an error
+// wrapping ErrCRLNotPublished. Revoking a revoked certificate returns
+// ErrRevoked, after publishing the CRL if it was behind.
 func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Record, error) {
 	if a.cfg.ReadOnly {
 		return Record{}, ErrReadOnly
@@ -205,260 +349,111 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 	if _, err := ParseReason(strconv.Itoa(reason)); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrPolicy, err)
 	}
-	st := a.cfg.Storage
-	lock := a.cfg.key("revocations")
-	if err := st.Lock(ctx, lock); err != nil {
-		return Record{}, fmt.Errorf("taking the revocation lock: %w", err)
-	}
-	defer unlock(st, lock)
-	b, err := st.Load(ctx, a.recordKey(serial))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Record{}, ErrNotFound
-	}
+	release, err := a.lock(ctx, "revocations")
 	if err != nil {
 		return Record{}, err
 	}
-	var rec Record
-	if err := json.Unmarshal(b, &rec); err != nil {
+	defer release()
+	rec, err := a.loadRecord(ctx, serial)
+	if err != nil {
 		return Record{}, err
 	}
 	state, err := a.loadRevocations(ctx)
 	if err != nil {
 		return Record{}, err
 	}
-	key := SerialString(serial)
-	for _, r := range state.list {
-		if r.Serial == key {
-			a.setRevocations(state)
-			rec = a.withStatus(rec, a.revokedMap())
-			if _, err := a.publishIfBehind(ctx, state); err != nil {
-				return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
-			}
-			return rec, ErrRevoked
+	if state.legacy {
+		// Not moved into the log at start (a storage failure then).
+		if err := a.migrateLegacyRevocations(ctx); err != nil {
+			return Record{}, err
+		}
+		if state, err = a.loadRevocations(ctx); err != nil {
+			return Record{}, err
 		}
 	}
-	list := append(state.list, Revocation{Serial: key, RevokedAt: a.cfg.Now().UTC().Truncate(time.Second), Reason: reason})
-	raw, err := json.Marshal(list)
+	key := SerialString(serial)
+	if _, ok := state.get(key); ok {
+		a.setRevocations(state)
+		rec = a.withStatus(rec, state)
+		if _, err := a.publishIfBehind(ctx, state); err != nil {
+			return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
+		}
+		return rec, ErrRevoked
+	}
+	entry := Revocation{Serial: key, RevokedAt: a.cfg.Now().UTC().Truncate(time.Second), Reason: reason,
+		IssuedAt: rec.IssuedAt, PartnerID: rec.PartnerID}
+	h, err := appendEntries(ctx, a, a.cfg.key(revocationsDir), state.log, a.revSegSize, true, entry)
 	if err != nil {
+		return Record{}, fmt.Errorf("storing the revocation: %w", err)
+	}
+	gen := state.gen
+	if state, err = a.stateOf(ctx, h); err != nil {
 		return Record{}, err
 	}
-	if err := a.store(ctx, revocationsName, raw); err != nil {
-		return Record{}, fmt.Errorf("storing the revocation list: %w", err)
-	}
-	a.setRevocations(revocationState{list: list, gen: state.gen})
+	state.gen = gen
+	a.setRevocations(state)
 	if a.cfg.OnRevoke != nil {
 		a.cfg.OnRevoke(ctx, serial)
 	}
-	rec = a.withStatus(rec, a.revokedMap())
-	if _, err := a.generateCRL(ctx, revocationState{list: list, digest: digestOf(raw)}); err != nil {
+	rec = a.withStatus(rec, state)
+	if _, err := a.generateCRL(ctx, state); err != nil {
 		return rec, fmt.Errorf("%w: %w", ErrCRLNotPublished, err)
 	}
 	return rec, nil
 }
 
+// revocationView is the in-memory view of revocations that handshakes
+// consult, and when it was read.
+type revocationView struct {
+	state    revocationState
+	loadedAt time.Time
+}
+
 func (a *Authority) setRevocations(state revocationState) {
-	m := make(map[string]Revocation, len(state.list))
-	for _, r := range state.list {
-		m[r.Serial] = r
-	}
+	v := &revocationView{state: state, loadedAt: a.cfg.Now()}
 	a.revMu.Lock()
-	a.revoked, a.revLoadedAt = m, a.cfg.Now()
+	defer a.revMu.Unlock()
 	if state.gen != a.revGen {
 		// Forgotten while loading: usable, but loaded again next time.
-		a.revLoadedAt = time.Time{}
+		v.loadedAt = time.Time{}
 	}
-	a.revMu.Unlock()
+	a.revView.Store(v)
 }
 
 // ForgetRevocations drops the in-memory view of revocations, so that the
-// next check reads the revocation list from storage: another gateway on the
+// next check reads the revocation log from storage: another gateway on the
 // same storage revoked a certificate.
 func (a *Authority) ForgetRevocations() {
 	a.revMu.Lock()
-	a.revoked, a.revLoadedAt = nil, time.Time{}
+	defer a.revMu.Unlock()
 	a.revGen++
-	a.revMu.Unlock()
+	a.revView.Store(nil)
 }
 
-func (a *Authority) revokedMap() map[string]Revocation {
-	a.revMu.RLock()
-	defer a.revMu.RUnlock()
-	return a.revoked
-}
-
-// refreshRevocations reloads the revocation list when the in-memory view
-// is older than RevocationRefresh.
-func (a *Authority) refreshRevocations(ctx context.Context) error {
-	a.revMu.RLock()
-	m, at := a.revoked, a.revLoadedAt
-	a.revMu.RUnlock()
-	if m != nil && a.cfg.Now().Sub(at) <= a.cfg.RevocationRefresh {
-		return nil
+// refreshRevocations reloads the revocation log when the in-memory view
+// is older than RevocationRefresh, and returns the view.
+func (a *Authority) refreshRevocations(ctx context.Context) (revocationState, error) {
+	if v := a.revView.Load(); v != nil && a.cfg.Now().Sub(v.loadedAt) <= a.cfg.RevocationRefresh {
+		return v.state, nil
 	}
 	state, err := a.loadRevocations(ctx)
 	if err != nil {
-		return err
+		return revocationState{}, err
 	}
 	a.setRevocations(state)
-	return nil
+	return state, nil
 }
 
 // IsRevoked reports whether serial is revoked. It answers from memory,
 // reloading revocations made by other instances at most every
 // RevocationRefresh, so that it is cheap enough for every TLS handshake.
 func (a *Authority) IsRevoked(ctx context.Context, serial *big.Int) (bool, error) {
-	if err := a.refreshRevocations(ctx); err != nil {
+	state, err := a.refreshRevocations(ctx)
+	if err != nil {
 		return false, err
 	}
-	_, revoked := a.revokedMap()[SerialString(serial)]
+	_, revoked := state.get(SerialString(serial))
 	return revoked, nil
-}
-
-// storedCRL is the published CRL and what it was made from, in one
-// storage object so that it is written in one (atomic) write.
-type storedCRL struct {
-	Number     int64     `json:"number"`
-	ThisUpdate time.Time `json:"thisUpdate"`
-	NextUpdate time.Time `json:"nextUpdate"`
-	// Revocations is the digest of the revocation list the CRL lists.
-	Revocations string `json:"revocations"`
-	// Entries is the number of serials it lists.
-	Entries int `json:"entries"`
-	// DER is the signed CRL. Absent in the metadata files of earlier
-	// versions, which kept the CRL apart: such a CRL is made again.
-	DER []byte `json:"der,omitempty"`
-}
-
-// CRLInfo describes a published CRL.
-type CRLInfo struct {
-	Number     *big.Int  `json:"-"`
-	ThisUpdate time.Time `json:"thisUpdate"`
-	NextUpdate time.Time `json:"nextUpdate"`
-	// Entries is the number of revoked serials it lists.
-	Entries int `json:"entries"`
-}
-
-func (a *Authority) loadCRL(ctx context.Context) (storedCRL, error) {
-	var c storedCRL
-	b, err := a.cfg.Storage.Load(ctx, a.cfg.key(crlName))
-	if err != nil {
-		return c, err
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("reading the stored CRL: %w", err)
-	}
-	return c, nil
-}
-
-// current reports whether c can be served for state: it lists exactly the
-// revocations of state and has used less than half its validity.
-func (a *Authority) current(c storedCRL, state revocationState) bool {
-	return len(c.DER) > 0 && c.Revocations == state.digest && a.cfg.Now().Before(c.ThisUpdate.Add(a.cfg.CRLValidity/2))
-}
-
-// CRL returns the current DER CRL. A new one is made when none is stored,
-// when the stored one does not list the current revocations (a revocation
-// whose CRL could not be published, on this instance or another) or when
-// it has used half its validity. A CRL that cannot be made current is an
-// error, never a stale CRL.
-func (a *Authority) CRL(ctx context.Context) ([]byte, error) {
-	state, err := a.loadRevocations(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if c, err := a.loadCRL(ctx); err == nil && a.current(c, state) {
-		return c.DER, nil
-	}
-	if a.cfg.ReadOnly {
-		return nil, ErrReadOnly
-	}
-	lock := a.cfg.key("revocations")
-	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
-		return nil, fmt.Errorf("taking the revocation lock: %w", err)
-	}
-	defer unlock(a.cfg.Storage, lock)
-	if state, err = a.loadRevocations(ctx); err != nil {
-		return nil, err
-	}
-	return a.publishIfBehind(ctx, state)
-}
-
-// publishIfBehind returns the stored CRL if it is current for state, and
-// makes a new one otherwise. The caller holds the revocation lock.
-func (a *Authority) publishIfBehind(ctx context.Context, state revocationState) ([]byte, error) {
-	if c, err := a.loadCRL(ctx); err == nil && a.current(c, state) {
-		return c.DER, nil
-	}
-	c, err := a.generateCRL(ctx, state)
-	return c.DER, err
-}
-
-// RegenerateCRL signs and publishes a new CRL now, whatever the stored
-// one, for operators who want to be sure what relying parties fetch.
-func (a *Authority) RegenerateCRL(ctx context.Context) (CRLInfo, error) {
-	if a.cfg.ReadOnly {
-		return CRLInfo{}, ErrReadOnly
-	}
-	lock := a.cfg.key("revocations")
-	if err := a.cfg.Storage.Lock(ctx, lock); err != nil {
-		return CRLInfo{}, fmt.Errorf("taking the revocation lock: %w", err)
-	}
-	defer unlock(a.cfg.Storage, lock)
-	state, err := a.loadRevocations(ctx)
-	if err != nil {
-		return CRLInfo{}, err
-	}
-	a.setRevocations(state)
-	c, err := a.generateCRL(ctx, state)
-	if err != nil {
-		return CRLInfo{}, err
-	}
-	return CRLInfo{Number: big.NewInt(c.Number), ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, Entries: c.Entries}, nil
-}
-
-// generateCRL signs a CRL of state with the next number and stores it.
-// The caller holds the revocation lock, which makes the number monotonic
-// across instances; the number is taken from the stored CRL, so a CRL that
-// failed to store leaves no gap and no number used twice.
-func (a *Authority) generateCRL(ctx context.Context, state revocationState) (storedCRL, error) {
-	if a.cfg.ReadOnly {
-		return storedCRL{}, ErrReadOnly
-	}
-	prev, err := a.loadCRL(ctx)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return storedCRL{}, err
-	}
-	now := a.cfg.Now().UTC()
-	tmpl := &x509.RevocationList{
-		Number:     big.NewInt(prev.Number + 1),
-		ThisUpdate: now,
-		NextUpdate: now.Add(a.cfg.CRLValidity),
-	}
-	for _, r := range state.list {
-		n, err := ParseSerial(r.Serial)
-		if err != nil {
-			continue
-		}
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{
-			SerialNumber: n, RevocationTime: r.RevokedAt, ReasonCode: r.Reason,
-		})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, a.cert, a.key)
-	if err != nil {
-		return storedCRL{}, fmt.Errorf("signing CRL: %w", err)
-	}
-	c := storedCRL{
-		Number: tmpl.Number.Int64(), ThisUpdate: now, NextUpdate: tmpl.NextUpdate,
-		Revocations: state.digest, Entries: len(tmpl.RevokedCertificateEntries), DER: der,
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return storedCRL{}, err
-	}
-	if err := a.store(ctx, crlName, b); err != nil {
-		return storedCRL{}, fmt.Errorf("storing the CRL: %w", err)
-	}
-	return c, nil
 }
 
 // VerifyError says why a certificate is not valid for this CA.

@@ -13,8 +13,8 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
-// heldLoads is a storage whose loads of the revocation list can be held
-// after they read the file, as a slow storage would.
+// heldLoads is a storage whose loads of the revocation log can be held
+// after they read it, as a slow storage would.
 type heldLoads struct {
 	*certmagic.FileStorage
 	mu      sync.Mutex
@@ -27,7 +27,7 @@ func (s *heldLoads) Load(ctx context.Context, key string) ([]byte, error) {
 	s.mu.Lock()
 	hold := s.hold
 	s.mu.Unlock()
-	if hold != nil && strings.HasSuffix(key, revocationsName) {
+	if hold != nil && strings.Contains(key, "/"+revocationsDir+"/") {
 		s.holding <- struct{}{}
 		<-hold
 	}
@@ -36,7 +36,7 @@ func (s *heldLoads) Load(ctx context.Context, key string) ([]byte, error) {
 
 // A gateway told that another revoked a certificate (ForgetRevocations)
 // refuses it at once, instead of after its 30 s refresh, even when a load
-// of the old list was under way when it was told; the revoking gateway
+// of the old log was under way when it was told; the revoking gateway
 // reports the revocation to OnRevoke.
 func TestForgetRevocations(t *testing.T) {
 	t.Parallel()
@@ -74,8 +74,8 @@ func TestForgetRevocations(t *testing.T) {
 		t.Fatalf("IsRevoked after ForgetRevocations: %v %v, want revoked", r, err)
 	}
 
-	// A load that read the list before the second revocation ends after
-	// the gateway was told of it: its list is not taken for fresh.
+	// A load that read the log before the second revocation ends after
+	// the gateway was told of it: what it read is not taken for fresh.
 	b.ForgetRevocations()
 	st.mu.Lock()
 	st.hold, st.holding = make(chan struct{}), make(chan struct{})
@@ -102,30 +102,51 @@ func TestForgetRevocations(t *testing.T) {
 	}
 }
 
-// failingLoads fails the loads of inventory records as an unreachable
-// storage would.
-type failingLoads struct{ *certmagic.FileStorage }
+// failingLoads fails the loads of keys containing part, as an
+// unreachable storage would.
+type failingLoads struct {
+	*certmagic.FileStorage
+	part string
+}
 
 func (s failingLoads) Load(ctx context.Context, key string) ([]byte, error) {
-	if strings.Contains(key, "/issued/") {
+	if strings.Contains(key, s.part) {
 		return nil, errors.New("storage unreachable")
 	}
 	return s.FileStorage.Load(ctx, key)
 }
 
-// An inventory record that cannot be read fails the listing, instead of
-// an inventory that silently lacks it.
-func TestIssuedWhenARecordCannotBeRead(t *testing.T) {
+// An inventory that cannot be read fails the listing, instead of an
+// inventory that silently lacks what could not be read: the index
+// segments, and the records where there is no index yet.
+func TestIssuedWhenTheInventoryCannotBeRead(t *testing.T) {
 	t.Parallel()
 	a, dir := newCA(t, nil)
-	issue(t, a, mustECDSA(t, elliptic.P256()).Public(), "one", time.Hour)
-	cfg := testConfig(dir)
-	cfg.Storage = failingLoads{&certmagic.FileStorage{Path: dir}}
-	b, _, err := Open(context.Background(), cfg, false)
-	if err != nil {
+	a.indexSegSize = 2
+	for _, cn := range []string{"one", "two", "three", "four", "five"} {
+		issue(t, a, mustECDSA(t, elliptic.P256()).Public(), cn, time.Hour)
+	}
+	ctx := context.Background()
+	open := func(part string, readOnly bool) *Authority {
+		cfg := testConfig(dir)
+		cfg.Storage, cfg.ReadOnly = failingLoads{&certmagic.FileStorage{Path: dir}, part}, readOnly
+		b, _, err := Open(ctx, cfg, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, part := range []string{"/index/g", "/index/g1/all/0000000000"} {
+		if recs, err := open(part, false).Issued(ctx); err == nil {
+			t.Errorf("Issued with %s unreadable: %d records and no error", part, len(recs))
+		}
+	}
+	// Without an index (a read-only check of storage written before it),
+	// the records are read.
+	if err := a.cfg.Storage.Delete(ctx, a.cfg.key(indexStateName)); err != nil {
 		t.Fatal(err)
 	}
-	if recs, err := b.Issued(context.Background()); err == nil {
-		t.Fatalf("Issued with unreadable records: %d records and no error", len(recs))
+	if recs, err := open("/issued/", true).Issued(ctx); err == nil {
+		t.Errorf("Issued with unreadable records: %d records and no error", len(recs))
 	}
 }
