@@ -16,6 +16,7 @@ import (
 
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/metrics"
+	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 )
 
 // TPP is the identity of a third-party provider read from a verified QWAC
@@ -75,6 +76,10 @@ type verifiedCert struct {
 	// keyID is the last keyId found to name this certificate; TPPs send the
 	// same one on every request, so it is parsed and matched only once.
 	keyID atomic.Pointer[string]
+	// sigKey verifies the signatures made with a QSEAL's key, with the
+	// key's constants computed once here rather than on every request;
+	// nil for a QWAC.
+	sigKey *httpsig.KeyVerifier
 	// statusLoggedAt (Unix nanoseconds) is when an unknown revocation
 	// status of this certificate was last logged, so that a responder
 	// outage logs a line per certificate every statusLogEvery, not one
@@ -331,7 +336,12 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 	if len(chains[0]) > 1 {
 		issuer = chains[0][1]
 	}
+	var sigKey *httpsig.KeyVerifier
+	if v.qcType == qcstatements.QcTypeESeal {
+		sigKey = httpsig.NewKeyVerifier(cert.PublicKey)
+	}
 	return &verifiedCert{
+		sigKey: sigKey,
 		cert:   cert,
 		sum:    sum,
 		issuer: issuer,
