@@ -310,7 +310,9 @@ func (a *Authority) IsRevoked(ctx context.Context, serial *big.Int) (bool, error
 	if err := a.refreshRevocations(ctx); err != nil {
 		return false, err
 	}
-	_, revoked := a.revokedMap()[SerialString(serial)]
+	var buf [2 * maxKeySerialBytes]byte
+	// Indexing with string(bytes) does not allocate.
+	_, revoked := a.revokedMap()[string(appendSerialString(buf[:0], serial))]
 	return revoked, nil
 }
 
