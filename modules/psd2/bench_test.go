@@ -185,14 +185,17 @@ func benchVerify(b *testing.B, ca *testpki.CA, qwac, qseal *testpki.Leaf, size i
 		r := httptest.NewRequest(http.MethodPost, "https://localhost/v1/payments/sepa-credit-transfers", bytes.NewReader(sr.body))
 		r.Header = sr.header
 		r.TLS = state
-		repl := caddy.NewReplacer()
-		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
-		r = r.WithContext(ctx)
+		// The variables and the replacer as Caddy's server prepares them.
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey,
+			map[string]any{caddyhttp.TrustedProxyVarKey: false, caddyhttp.ClientIPVarKey: "192.0.2.1"}))
+		caddyhttp.NewTestReplacer(r)
 		if miss {
 			for _, v := range []*certVerifier{hq.verifier, hs.verifier} {
 				v.cache = map[[32]byte]*verifiedCert{}
 				v.byHeader = map[string]*verifiedCert{}
+				for i := range v.peers {
+					v.peers[i].Store(nil)
+				}
 			}
 		}
 		rec.code = 0
