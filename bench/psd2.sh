@@ -45,7 +45,7 @@ PLAIN_PORT=${PLAIN_PORT:-28443}
 GW_PORT=${GW_PORT:-28444}
 UP_PORT=${UP_PORT:-29000}
 ADMIN_PORT=${ADMIN_PORT:-28449} # only with PROFILE, for /debug/pprof
-LOG_EXCLUDE=${LOG_EXCLUDE:-}    # logger names the default log drops, e.g. http.handlers.reverse_proxy (see README)
+LOG_EXCLUDE=${LOG_EXCLUDE-http.handlers.reverse_proxy} # logger names the default log drops; the default is Caddyfile.example's, LOG_EXCLUDE= keeps them all (see README)
 REDIS=${REDIS:-1}               # the third variant: the gateway on Redis storage
 REDIS_GW_PORT=${REDIS_GW_PORT:-28445}
 REDIS_PORT=${REDIS_PORT:-28379}

@@ -29,35 +29,33 @@ import (
 	"github.com/bankedge/bankedge/modules/trust"
 )
 
-func newBenchHandlers(b *testing.B, profile string, revocation func() *trust.RevocationPolicy) (*QWAC, *QSEAL) {
-	b.Helper()
+func newBenchHandlers(tb testing.TB, ca *testpki.CA, profile string, revocation func() *trust.RevocationPolicy) (*QWAC, *QSEAL) {
+	tb.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	b.Cleanup(cancel)
-	return provisionBoth(b, ctx, profile, revocation)
+	tb.Cleanup(cancel)
+	return provisionBoth(tb, ctx, ca, profile, revocation)
 }
 
-var benchCA *testpki.CA
-
-// provisionBoth provisions the handlers trusting benchCA, with the
-// revocation block that revocation makes (nil: none).
-func provisionBoth(b *testing.B, ctx caddy.Context, profile string, revocation func() *trust.RevocationPolicy) (*QWAC, *QSEAL) {
+// provisionBoth provisions the handlers trusting ca, with the revocation
+// block that revocation makes (nil: none).
+func provisionBoth(tb testing.TB, ctx caddy.Context, ca *testpki.CA, profile string, revocation func() *trust.RevocationPolicy) (*QWAC, *QSEAL) {
 	pool, _ := json.Marshal(map[string]any{
 		"provider":         "inline",
-		"trusted_ca_certs": []string{base64.StdEncoding.EncodeToString(benchCA.Cert.Raw)},
+		"trusted_ca_certs": []string{base64.StdEncoding.EncodeToString(ca.Cert.Raw)},
 	})
 	if revocation == nil {
 		revocation = func() *trust.RevocationPolicy { return nil }
 	}
 	qwac := &QWAC{TrustPoolRaw: pool, Revocation: revocation()}
 	if err := qwac.Provision(ctx); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	// The real local store, journal included, so that its cost is in the
 	// figures.
-	store, _ := json.Marshal(map[string]any{"store": "local", "journal": filepath.Join(b.TempDir(), "replay.journal")})
+	store, _ := json.Marshal(map[string]any{"store": "local", "journal": filepath.Join(tb.TempDir(), "replay.journal")})
 	qseal := &QSEAL{TrustPoolRaw: pool, Profile: profile, ReplayWindow: caddy.Duration(time.Nanosecond), ReplayStoreRaw: store, Revocation: revocation()}
 	if err := qseal.Provision(ctx); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return qwac, qseal
 }
@@ -68,7 +66,7 @@ func provisionBoth(b *testing.B, ctx caddy.Context, profile string, revocation f
 // so that a small set of pre-signed requests can cycle, while the replay
 // store still does its real work (map, per-organisation queue and journal).
 func BenchmarkVerifyPath(b *testing.B) {
-	benchCA = testpki.NewCA(b, "Bench QTSP")
+	benchCA := testpki.NewCA(b, "Bench QTSP")
 	subject := tppcert.Subject{OrgID: "PSDGR-BOG-123456", Roles: []qcstatements.Role{qcstatements.RolePI, qcstatements.RoleAI}}
 	qwac := benchCA.TPP(b, tppcert.QWAC, subject, testpki.ECKey(b))
 	for _, bits := range []int{2048, 3072} {
@@ -78,7 +76,7 @@ func BenchmarkVerifyPath(b *testing.B) {
 				for _, mode := range []string{"hit", "miss"} {
 					name := fmt.Sprintf("rsa%d/%s/%s/%s", bits, sizeName(size), profile, mode)
 					b.Run(name, func(b *testing.B) {
-						benchVerify(b, qwac, qseal, size, profile, mode == "miss", nil)
+						benchVerify(b, benchCA, qwac, qseal, size, profile, mode == "miss", nil)
 					})
 				}
 			}
@@ -110,7 +108,7 @@ func jsonBody(n int) []byte {
 // block costs a map lookup per certificate. The certificates name a Go
 // OCSP responder; the first request fills the shared cache.
 func BenchmarkVerifyPathRevocation(b *testing.B) {
-	benchCA = testpki.NewCA(b, "Bench QTSP")
+	benchCA := testpki.NewCA(b, "Bench QTSP")
 	ocspSrv := testrevocation.NewResponder(b, benchCA)
 	subject := tppcert.Subject{OrgID: "PSDGR-BOG-123456", Roles: []qcstatements.Role{qcstatements.RolePI, qcstatements.RoleAI}}
 	urls := func(c *x509.Certificate) { c.OCSPServer = []string{ocspSrv.URL} }
@@ -125,13 +123,13 @@ func BenchmarkVerifyPathRevocation(b *testing.B) {
 	}
 	for _, rc := range policies {
 		b.Run("rsa2048/1.5KB/piraeus/hit/revocation="+rc.name, func(b *testing.B) {
-			benchVerify(b, qwac, qseal, 1500, "piraeus", false, rc.policy)
+			benchVerify(b, benchCA, qwac, qseal, 1500, "piraeus", false, rc.policy)
 		})
 	}
 	// psd2_qwac alone, where no RSA verification hides the difference.
 	for _, rc := range policies {
 		b.Run("qwac-only/hit/revocation="+rc.name, func(b *testing.B) {
-			benchQWAC(b, qwac, rc.policy)
+			benchQWAC(b, benchCA, qwac, rc.policy)
 		})
 	}
 	if h := ocspSrv.Hits(); h == 0 || h > 2 {
@@ -139,8 +137,8 @@ func BenchmarkVerifyPathRevocation(b *testing.B) {
 	}
 }
 
-func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName string, miss bool, revocation func() *trust.RevocationPolicy) {
-	hq, hs := newBenchHandlers(b, profileName, revocation)
+func benchVerify(b *testing.B, ca *testpki.CA, qwac, qseal *testpki.Leaf, size int, profileName string, miss bool, revocation func() *trust.RevocationPolicy) {
+	hq, hs := newBenchHandlers(b, ca, profileName, revocation)
 	profile, _ := httpsig.ProfileByName(profileName)
 	signer := tppclient.Signer{Profile: profile, QSEAL: qseal.Cert, QSEALKey: qseal.Key, QWAC: qwac.Cert}
 	const n = 64
@@ -187,14 +185,17 @@ func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName 
 		r := httptest.NewRequest(http.MethodPost, "https://localhost/v1/payments/sepa-credit-transfers", bytes.NewReader(sr.body))
 		r.Header = sr.header
 		r.TLS = state
-		repl := caddy.NewReplacer()
-		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
-		r = r.WithContext(ctx)
+		// The variables and the replacer as Caddy's server prepares them.
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey,
+			map[string]any{caddyhttp.TrustedProxyVarKey: false, caddyhttp.ClientIPVarKey: "192.0.2.1"}))
+		caddyhttp.NewTestReplacer(r)
 		if miss {
 			for _, v := range []*certVerifier{hq.verifier, hs.verifier} {
 				v.cache = map[[32]byte]*verifiedCert{}
 				v.byHeader = map[string]*verifiedCert{}
+				for i := range v.peers {
+					v.peers[i].Store(nil)
+				}
 			}
 		}
 		rec.code = 0
@@ -206,8 +207,8 @@ func benchVerify(b *testing.B, qwac, qseal *testpki.Leaf, size int, profileName 
 
 // benchQWAC measures psd2_qwac alone on a GET with the QWAC's
 // verification cached.
-func benchQWAC(b *testing.B, qwac *testpki.Leaf, revocation func() *trust.RevocationPolicy) {
-	hq, _ := newBenchHandlers(b, "piraeus", revocation)
+func benchQWAC(b *testing.B, ca *testpki.CA, qwac *testpki.Leaf, revocation func() *trust.RevocationPolicy) {
+	hq, _ := newBenchHandlers(b, ca, "piraeus", revocation)
 	state := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{qwac.Cert}}
 	h := http.Header{"X-Client-Certificate": {base64.StdEncoding.EncodeToString(qwac.Cert.Raw)}}
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return nil })

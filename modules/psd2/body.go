@@ -12,8 +12,13 @@ import (
 )
 
 // bodyBuffer holds a request body read for the digest and the reader that
-// hands it on, pooled together so that a request allocates neither.
+// hands it on, pooled together so that a request allocates neither, and
+// psd2_qseal's other scratch space of the request.
 type bodyBuffer struct {
+	// signedHeaders holds the names of the Signature's signed headers:
+	// room for any profile's, so that parsing them does not allocate.
+	signedHeaders [8]string
+
 	buf    bytes.Buffer
 	reader bytes.Reader
 	limit  io.LimitedReader
@@ -44,6 +49,8 @@ var bodyPool = sync.Pool{New: func() any { return new(bodyBuffer) }}
 // getBody takes a buffer from the pool for one request.
 func getBody() *bodyBuffer {
 	body := bodyPool.Get().(*bodyBuffer)
+	// The names of the last request are substrings of its headers.
+	clear(body.signedHeaders[:])
 	body.buf.Reset()
 	body.handedOn = false
 	body.closed.Store(false)
@@ -71,6 +78,12 @@ func (b *bodyBuffer) readBody(r *http.Request, limit int64) *rejection {
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil
+	}
+	if r.ContentLength > 0 {
+		// ReadFrom keeps bytes.MinRead free before every read, the one
+		// that sees the end included: with this, a fresh buffer grows
+		// once, and a pooled one large enough not at all.
+		b.buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	b.limit = io.LimitedReader{R: r.Body, N: limit + 1}
 	n, err := b.buf.ReadFrom(&b.limit)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/metrics"
+	"github.com/bankedge/bankedge/modules/psd2/httpsig"
 )
 
 // TPP is the identity of a third-party provider read from a verified QWAC
@@ -39,6 +41,16 @@ type TPP struct {
 
 	// meter records the requests of a TPP verified by its QWAC.
 	meter *metrics.TPPMeter
+	// values are the fields above as the {psd2.tpp.*} placeholders give
+	// them, converted to interfaces once (see boxValues) rather than on
+	// every read.
+	values struct{ orgID, name, roles, ncaID, ncaName, certSHA256 any }
+}
+
+// boxValues fills t.values.
+func (t *TPP) boxValues() {
+	t.values.orgID, t.values.name, t.values.roles = t.OrgID, t.Name, t.RolesCSV
+	t.values.ncaID, t.values.ncaName, t.values.certSHA256 = t.NCAID, t.NCAName, t.CertSHA256
 }
 
 // HasAnyRole reports whether the TPP holds at least one of roles.
@@ -75,6 +87,10 @@ type verifiedCert struct {
 	// keyID is the last keyId found to name this certificate; TPPs send the
 	// same one on every request, so it is parsed and matched only once.
 	keyID atomic.Pointer[string]
+	// sigKey verifies the signatures made with a QSEAL's key, with the
+	// key's constants computed once here rather than on every request;
+	// nil for a QWAC.
+	sigKey *httpsig.KeyVerifier
 	// statusLoggedAt (Unix nanoseconds) is when an unknown revocation
 	// status of this certificate was last logged, so that a responder
 	// outage logs a line per certificate every statusLogEvery, not one
@@ -104,6 +120,24 @@ type certVerifier struct {
 	// arrived in, which spares the decode and hash of a header certificate.
 	byHeader map[string]*verifiedCert
 	capacity int
+
+	// peers remembers, per TLS connection, the verification its client
+	// certificate matched, by the *x509.Certificate of the connection
+	// state, which every request of the connection shares: those requests
+	// find it without hashing the certificate. A fixed table, so that it
+	// keeps at most peerSlots certificates alive; a collision only costs
+	// the hash.
+	peers     [peerSlots]atomic.Pointer[peerEntry]
+	peersSeed maphash.Seed
+}
+
+// peerSlots is the size of certVerifier.peers.
+const peerSlots = 256
+
+// peerEntry is a TLS client certificate and the verification it matched.
+type peerEntry struct {
+	peer *x509.Certificate
+	vc   *verifiedCert
 }
 
 // maxIndexedHeader bounds the header texts kept in byHeader.
@@ -115,15 +149,16 @@ func newCertVerifier(roots trustRoots, qcType qcstatements.QcType, capacity int,
 		kind = "QSEAL"
 	}
 	v := &certVerifier{
-		roots:    roots,
-		qcType:   qcType,
-		kind:     kind,
-		status:   status,
-		logger:   logger,
-		now:      time.Now,
-		cache:    make(map[[32]byte]*verifiedCert),
-		byHeader: make(map[string]*verifiedCert),
-		capacity: capacity,
+		roots:     roots,
+		qcType:    qcType,
+		kind:      kind,
+		status:    status,
+		logger:    logger,
+		now:       time.Now,
+		cache:     make(map[[32]byte]*verifiedCert),
+		byHeader:  make(map[string]*verifiedCert),
+		capacity:  capacity,
+		peersSeed: maphash.MakeSeed(),
 	}
 	v.cachedFor.Store(roots.current())
 	return v
@@ -158,6 +193,30 @@ func (v *certVerifier) lookup(sum [32]byte, now time.Time) *verifiedCert {
 	vc := v.cache[sum]
 	v.mu.RUnlock()
 	return vc.current(now)
+}
+
+// lookupPeer returns the verification that the TLS client certificate
+// peer, the very same object, matched before, if it is still valid
+// against the trust pool in force.
+func (v *certVerifier) lookupPeer(peer *x509.Certificate, now time.Time) *verifiedCert {
+	e := v.peers[v.peerSlot(peer)].Load()
+	if e == nil || e.peer != peer || e.vc.roots != v.currentRoots() {
+		return nil
+	}
+	return e.vc.current(now)
+}
+
+// rememberPeer notes that the TLS client certificate peer matched vc: its
+// DER hashes to vc.sum.
+func (v *certVerifier) rememberPeer(peer *x509.Certificate, vc *verifiedCert) {
+	slot := &v.peers[v.peerSlot(peer)]
+	if e := slot.Load(); e == nil || e.peer != peer || e.vc != vc {
+		slot.Store(&peerEntry{peer: peer, vc: vc})
+	}
+}
+
+func (v *certVerifier) peerSlot(peer *x509.Certificate) uint64 {
+	return maphash.Comparable(v.peersSeed, peer) % peerSlots
 }
 
 // lookupHeader returns a cached verification of the certificate that came
@@ -331,7 +390,12 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 	if len(chains[0]) > 1 {
 		issuer = chains[0][1]
 	}
-	return &verifiedCert{
+	var sigKey *httpsig.KeyVerifier
+	if v.qcType == qcstatements.QcTypeESeal {
+		sigKey = httpsig.NewKeyVerifier(cert.PublicKey)
+	}
+	vc := &verifiedCert{
+		sigKey: sigKey,
 		cert:   cert,
 		sum:    sum,
 		issuer: issuer,
@@ -349,7 +413,9 @@ func (v *certVerifier) verifyUncached(cert *x509.Certificate, intermediates []*x
 		},
 		validUntil: validUntil,
 		base64DER:  base64.StdEncoding.EncodeToString(cert.Raw),
-	}, nil
+	}
+	vc.tpp.boxValues()
+	return vc, nil
 }
 
 // serialHex writes a serial number as openssl x509 -serial does: upper-case

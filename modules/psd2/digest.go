@@ -16,7 +16,10 @@ func (h *QSEAL) checkDigest(r *http.Request, body *bodyBuffer) *rejection {
 	if value == "" {
 		return rejectPath(SignatureInvalid, headerDigest, "Digest header is missing")
 	}
-	digests, err := httpsig.ParseDigest(value)
+	// Room for the usual one or two values, so that parsing does not
+	// allocate.
+	var room [2]httpsig.DigestValue
+	digests, err := httpsig.AppendDigest(room[:0], value)
 	if err != nil {
 		return rejectPath(FormatError, headerDigest, err.Error())
 	}
@@ -38,8 +41,8 @@ func (h *QSEAL) checkDigest(r *http.Request, body *bodyBuffer) *rejection {
 
 func (h *QSEAL) digestMatches(digests []httpsig.DigestValue, body []byte) bool {
 	var sum [sha512.Size]byte
-	for _, d := range digests {
-		if d.Supported && d.Matches(httpsig.AppendSum(sum[:0], d.Alg, body), h.profile.DigestEncoding) {
+	for i := range digests {
+		if d := &digests[i]; d.Supported && d.Matches(httpsig.AppendSum(sum[:0], d.Alg, body), h.profile.DigestEncoding) {
 			return true
 		}
 	}

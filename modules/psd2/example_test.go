@@ -51,7 +51,9 @@ func TestExampleXS2A(t *testing.T) {
 	t.Setenv("BANKEDGE_DEMO_PARTNER_PASSWORD", "Demo1234")
 	t.Setenv("BANKEDGE_UPSTREAM_PESIT_PASSWORD", "Upst1234")
 
-	checkExampleServerOptions(t, testcaddy.Adapt(t, string(bankedge.ExampleCaddyfile)), ports["XS2A"])
+	adapted := testcaddy.Adapt(t, string(bankedge.ExampleCaddyfile))
+	checkExampleServerOptions(t, adapted, ports["XS2A"])
+	checkExampleLogs(t, adapted)
 	testcaddy.Load(t, string(bankedge.ExampleCaddyfile))
 
 	api := caAPI{base: fmt.Sprintf("http://127.0.0.1:%d", ports["API"]), user: "admin", password: adminPassword}
@@ -202,6 +204,33 @@ func checkExampleServerOptions(t *testing.T, cfg []byte, port int) {
 		return
 	}
 	t.Fatalf("no server listens on :%d", port)
+}
+
+// checkExampleLogs checks that no log of the adapted example takes
+// reverse_proxy's logger, which would make it encode every request's
+// headers (about 5 KB with PSD2's certificates) on every round trip.
+func checkExampleLogs(t *testing.T, cfg []byte) {
+	t.Helper()
+	var c struct {
+		Logging struct {
+			Logs map[string]struct {
+				Include []string `json:"include"`
+				Exclude []string `json:"exclude"`
+			} `json:"logs"`
+		} `json:"logging"`
+	}
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	const module = "http.handlers.reverse_proxy"
+	covers := func(namespaces []string) bool {
+		return slices.ContainsFunc(namespaces, func(ns string) bool { return ns == module || strings.HasPrefix(module, ns+".") })
+	}
+	for name, l := range c.Logging.Logs {
+		if (len(l.Include) == 0 || covers(l.Include)) && !slices.Contains(l.Exclude, module) {
+			t.Errorf("log %q takes %s's logger (include %v, exclude %v)", name, module, l.Include, l.Exclude)
+		}
+	}
 }
 
 // readAccessLog reads a JSON-lines log.

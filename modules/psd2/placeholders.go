@@ -64,28 +64,40 @@ func placeholder(vars map[string]any, key string) (any, bool) {
 	case varResult:
 		return vars[varResult], true
 	case varResultText:
-		text, _ := vars[varResultText].(string)
-		return text, true
+		// The map holds it boxed already.
+		if text := vars[varResultText]; text != nil {
+			if _, ok := text.(string); ok {
+				return text, true
+			}
+		}
+		return "", true
 	}
 	tpp, _ := vars[varTPP].(*TPP)
 	if tpp == nil {
 		tpp = &noTPP
 	}
+	var field *string
+	var boxed any
 	switch key {
 	case "psd2.tpp.org_id":
-		return tpp.OrgID, true
+		field, boxed = &tpp.OrgID, tpp.values.orgID
 	case "psd2.tpp.name":
-		return tpp.Name, true
+		field, boxed = &tpp.Name, tpp.values.name
 	case "psd2.tpp.roles":
-		return tpp.RolesCSV, true
+		field, boxed = &tpp.RolesCSV, tpp.values.roles
 	case "psd2.tpp.nca_id":
-		return tpp.NCAID, true
+		field, boxed = &tpp.NCAID, tpp.values.ncaID
 	case "psd2.tpp.nca_name":
-		return tpp.NCAName, true
+		field, boxed = &tpp.NCAName, tpp.values.ncaName
 	case "psd2.tpp.cert_sha256":
-		return tpp.CertSHA256, true
+		field, boxed = &tpp.CertSHA256, tpp.values.certSHA256
+	default:
+		return nil, false
 	}
-	return nil, false
+	if boxed != nil {
+		return boxed, true
+	}
+	return *field, true
 }
 
 // noTPP stands for a TPP not verified (yet): its placeholders are empty.

@@ -327,7 +327,7 @@ func (h *QSEAL) check(r *http.Request, body *bodyBuffer) (*TPP, *rejection) {
 		}
 		return tpp, h.claim(r, tpp, requestID)
 	}
-	sig, err := httpsig.ParseSignature(sigValue)
+	sig, err := httpsig.ParseSignatureWith(sigValue, body.signedHeaders[:0])
 	if err != nil {
 		return tpp, rejectPath(FormatError, headerSignature, err.Error())
 	}

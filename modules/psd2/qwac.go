@@ -234,8 +234,13 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 			return nil, reject(CertificateMissing, noCertificate)
 		}
 		peer, intermediates = r.TLS.PeerCertificates[0], r.TLS.PeerCertificates[1:]
-		sum = sha256Sum(peer.Raw)
-		vc = h.verifier.lookup(sum, h.verifier.now())
+		now := h.verifier.now()
+		if vc = h.verifier.lookupPeer(peer, now); vc == nil {
+			sum = sha256Sum(peer.Raw)
+			if vc = h.verifier.lookup(sum, now); vc != nil {
+				h.verifier.rememberPeer(peer, vc)
+			}
+		}
 	}
 	value := header(r, headerClientCertificate)
 	if value == "" {
@@ -264,6 +269,8 @@ func (h *QWAC) check(r *http.Request) (*TPP, *rejection) {
 		}
 		if proxied != "" {
 			h.verifier.storeHeader(proxied, vc)
+		} else {
+			h.verifier.rememberPeer(peer, vc)
 		}
 	}
 	tpp := &vc.tpp

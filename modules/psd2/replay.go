@@ -32,25 +32,33 @@ func parseRequestID(v string) (uuid.UUID, *rejection) {
 // burn its id.
 func (h *QSEAL) claim(r *http.Request, tpp *TPP, id uuid.UUID) *rejection {
 	fresh, err := h.replay.Claim(r.Context(), tpp.OrgID, id, time.Duration(h.ReplayWindow))
-	var quota *ReplayQuotaError
 	switch {
-	case errors.As(err, &quota):
+	case err == nil && fresh:
+		return nil
+	case err == nil:
+		return rejectPath(FormatError, headerRequestID, "X-Request-ID already used")
+	}
+	return h.claimFailed(tpp, err)
+}
+
+// claimFailed answers a claim that the store could not make. It is apart
+// from claim because errors.As moves its target to the heap: an accepted
+// request does not pay for it.
+func (h *QSEAL) claimFailed(tpp *TPP, err error) *rejection {
+	var quota *ReplayQuotaError
+	if errors.As(err, &quota) {
 		return &rejection{Status: AccessExceeded.status(), Code: AccessExceeded, Path: headerRequestID, RetryAfter: quota.RetryAfter,
 			Text: fmt.Sprintf("this TPP has sent %d requests within the replay window of %s, the most the gateway remembers; retry later",
 				quota.Quota, time.Duration(h.ReplayWindow))}
-	case err != nil:
-		if errors.Is(err, cluster.ErrUnavailable) {
-			// The shared state logs one line per outage, not per request.
-			h.logger.Debug("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
-		} else {
-			h.logger.Error("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
-		}
-		return &rejection{Status: ServiceUnavailable.status(), Code: ServiceUnavailable, RetryAfter: replayStoreRetryAfter,
-			Text: "the request cannot be checked for replay right now; retry later with the same X-Request-ID"}
-	case !fresh:
-		return rejectPath(FormatError, headerRequestID, "X-Request-ID already used")
 	}
-	return nil
+	if errors.Is(err, cluster.ErrUnavailable) {
+		// The shared state logs one line per outage, not per request.
+		h.logger.Debug("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
+	} else {
+		h.logger.Error("replay store unavailable", zap.String("org_id", tpp.OrgID), zap.Error(err))
+	}
+	return &rejection{Status: ServiceUnavailable.status(), Code: ServiceUnavailable, RetryAfter: replayStoreRetryAfter,
+		Text: "the request cannot be checked for replay right now; retry later with the same X-Request-ID"}
 }
 
 // checkDate refuses a Date too far from the gateway's clock: ahead by more

@@ -106,7 +106,7 @@ func (h *QSEAL) verifySignature(r *http.Request, sig *httpsig.Signature, alg htt
 		msg = base64.StdEncoding.AppendEncode((*msgBuf)[:0], signing)
 		*msgBuf = msg[:0]
 	}
-	if err := httpsig.Verify(qseal.cert.PublicKey, alg, msg, sig.Signature); err != nil {
+	if err := qseal.sigKey.Verify(alg, msg, sig.Signature); err != nil {
 		text := err.Error()
 		if errors.Is(err, httpsig.ErrVerification) {
 			// Say what was expected, which is most often the cause:

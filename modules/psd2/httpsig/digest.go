@@ -1,6 +1,7 @@
 package httpsig
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -64,19 +65,41 @@ type DigestValue struct {
 	Alg       DigestAlgorithm
 	// Value is the encoded hash as sent.
 	Value string
-	// decoded holds the base64-decoded value of a supported algorithm.
-	decoded []byte
+	// decoded holds the base64-decoded value of a supported algorithm,
+	// decodedLen bytes of it, without allocating; a value longer than any
+	// digest in either encoding is in long instead.
+	decoded    [maxDecodedDigest]byte
+	decodedLen int
+	long       []byte
 }
+
+// bytes returns the decoded value.
+func (d *DigestValue) bytes() []byte {
+	if d.long != nil {
+		return d.long
+	}
+	return d.decoded[:d.decodedLen]
+}
+
+// maxDecodedDigest is the longest decoded value that can match: the hex
+// text of a SHA-512 hash.
+const maxDecodedDigest = 2 * sha512.Size
 
 // ParseDigest parses a Digest header: one or more comma-separated
 // "algorithm=value" pairs. Algorithm tokens are case-insensitive (RFC 3230;
 // some banks send "sha-256"). It fails if no pair names a supported
 // algorithm.
 func ParseDigest(v string) ([]DigestValue, error) {
+	return AppendDigest(nil, v)
+}
+
+// AppendDigest is ParseDigest appending to dst: with room in dst (a local
+// array, say) it does not allocate.
+func AppendDigest(dst []DigestValue, v string) ([]DigestValue, error) {
 	if len(v) > MaxDigestLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrDigestFormat, MaxDigestLen)
 	}
-	var out []DigestValue
+	out := dst[:0]
 	supported := false
 	for rest := v; rest != ""; {
 		var part string
@@ -90,22 +113,20 @@ func ParseDigest(v string) ([]DigestValue, error) {
 		if !ok || name == "" || value == "" {
 			return nil, fmt.Errorf("%w: %q is not algorithm=value", ErrDigestFormat, part)
 		}
-		dv := DigestValue{Algorithm: name, Value: value}
-		switch strings.ToUpper(name) {
-		case "SHA-256":
+		out = append(out, DigestValue{Algorithm: name, Value: value})
+		dv := &out[len(out)-1]
+		switch {
+		case strings.EqualFold(name, "SHA-256"):
 			dv.Alg, dv.Supported = SHA256, true
-		case "SHA-512":
+		case strings.EqualFold(name, "SHA-512"):
 			dv.Alg, dv.Supported = SHA512, true
 		}
 		if dv.Supported {
-			decoded, err := base64.StdEncoding.DecodeString(value)
-			if err != nil {
+			if err := dv.decode(value); err != nil {
 				return nil, fmt.Errorf("%w: %s value is not base64", ErrDigestFormat, name)
 			}
-			dv.decoded = decoded
 			supported = true
 		}
-		out = append(out, dv)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrDigestFormat)
@@ -114,6 +135,30 @@ func ParseDigest(v string) ([]DigestValue, error) {
 		return nil, fmt.Errorf("%w: no SHA-256 or SHA-512 value", ErrDigestFormat)
 	}
 	return out, nil
+}
+
+// decode decodes the base64 value into d.decoded. The text is copied to
+// the stack first: converted to []byte for the decoder it would be copied
+// to the heap.
+func (d *DigestValue) decode(value string) error {
+	const maxText = (maxDecodedDigest + 2) / 3 * 4
+	if len(value) > maxText {
+		long, err := base64.StdEncoding.DecodeString(value)
+		d.long = long
+		return err
+	}
+	var text [maxText]byte
+	var raw [maxText / 4 * 3]byte
+	n, err := base64.StdEncoding.Decode(raw[:], text[:copy(text[:], value)])
+	if err != nil {
+		return err
+	}
+	if n > len(d.decoded) {
+		d.long = bytes.Clone(raw[:n])
+		return nil
+	}
+	d.decodedLen = copy(d.decoded[:], raw[:n])
+	return nil
 }
 
 // Matches reports whether the value encodes sum in the given encoding. The
@@ -125,15 +170,20 @@ func (d DigestValue) Matches(sum []byte, enc DigestEncoding) bool {
 	if !d.Supported || len(sum) == 0 {
 		return false
 	}
-	decoded := d.decoded
+	decoded := d.bytes()
 	if enc == DigestHex {
 		// Hex decoding makes the comparison case-insensitive, which the
 		// lower-case rule of Piraeus does not forbid us to be.
-		raw := make([]byte, hex.DecodedLen(len(decoded)))
-		if _, err := hex.Decode(raw, decoded); err != nil {
+		var room [sha512.Size]byte
+		raw := room[:]
+		if n := hex.DecodedLen(len(decoded)); n > len(raw) {
+			raw = make([]byte, n)
+		}
+		n, err := hex.Decode(raw, decoded)
+		if err != nil {
 			return false
 		}
-		decoded = raw
+		decoded = raw[:n]
 	}
 	return len(decoded) == len(sum) && subtle.ConstantTimeCompare(decoded, sum) == 1
 }

@@ -339,6 +339,17 @@ func FuzzParseDigest(f *testing.F) {
 	f.Add("SHA-512=,")
 	f.Fuzz(func(t *testing.T, v string) {
 		ds, err := httpsig.ParseDigest(v)
+		// Parsing into a caller's array gives the same answer.
+		var room [1]httpsig.DigestValue
+		with, errWith := httpsig.AppendDigest(room[:0], v)
+		if (err == nil) != (errWith == nil) || len(with) != len(ds) {
+			t.Fatalf("AppendDigest = %d values, %v; ParseDigest = %d values, %v", len(with), errWith, len(ds), err)
+		}
+		for i := range ds {
+			if with[i].Algorithm != ds[i].Algorithm || with[i].Value != ds[i].Value || with[i].Supported != ds[i].Supported {
+				t.Fatalf("AppendDigest value %d = %+v, ParseDigest %+v", i, with[i], ds[i])
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, httpsig.ErrDigestFormat) {
 				t.Fatalf("error %v does not wrap ErrDigestFormat", err)
@@ -378,6 +389,29 @@ func FuzzParseDigest(f *testing.F) {
 			t.Fatalf("ParseDigest(%q) succeeded without a supported algorithm", v)
 		}
 	})
+}
+
+// TestDigestAllocatesNothing: with room for the values, parsing a Digest
+// header and matching it allocate nothing, for both algorithms and both
+// encodings.
+func TestDigestAllocatesNothing(t *testing.T) {
+	body := []byte(`{"instructedAmount":{"currency":"EUR","amount":"123.50"}}`)
+	for _, alg := range []httpsig.DigestAlgorithm{httpsig.SHA256, httpsig.SHA512} {
+		for _, enc := range []httpsig.DigestEncoding{httpsig.DigestRaw, httpsig.DigestHex} {
+			header := httpsig.FormatDigest(alg, httpsig.Sum(alg, body), enc) + ", MD5=HUXZLQLMuI/KZ5KDcJPcOA=="
+			var room [2]httpsig.DigestValue
+			var sum [64]byte
+			allocs := testing.AllocsPerRun(100, func() {
+				ds, err := httpsig.AppendDigest(room[:0], header)
+				if err != nil || !ds[0].Matches(httpsig.AppendSum(sum[:0], alg, body), enc) {
+					t.Fatalf("%s: %v", header, err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%s %v: %.1f allocations, want 0", alg.Name, enc, allocs)
+			}
+		}
+	}
 }
 
 func BenchmarkDigestMatches(b *testing.B) {

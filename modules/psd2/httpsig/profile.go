@@ -158,33 +158,6 @@ func checkHash(alg Algorithm) error {
 	return nil
 }
 
-// Verify checks an RSA PKCS#1 v1.5 signature, given as base64 text, over msg.
-func Verify(pub crypto.PublicKey, alg Algorithm, msg []byte, sigB64 string) error {
-	rsaKey, ok := pub.(*rsa.PublicKey)
-	if !ok {
-		return fmt.Errorf("%w: %s needs an RSA key, the certificate has %T", ErrAlgorithm, alg.Name, pub)
-	}
-	if err := checkHash(alg); err != nil {
-		return err
-	}
-	// RSA-4096 signatures are 512 bytes; larger keys fall back to the heap.
-	var sigBuf [512]byte
-	sig := sigBuf[:0]
-	if n := base64.StdEncoding.DecodedLen(len(sigB64)); n > len(sigBuf) {
-		sig = make([]byte, 0, n)
-	}
-	sig, err := base64.StdEncoding.AppendDecode(sig, []byte(sigB64))
-	if err != nil {
-		return fmt.Errorf("%w: signature is not base64", ErrVerification)
-	}
-	var sum [64]byte
-	digest := AppendSum(sum[:0], DigestAlgorithm{Hash: alg.Hash}, msg)
-	if err := rsa.VerifyPKCS1v15(rsaKey, alg.Hash, digest, sig); err != nil {
-		return ErrVerification
-	}
-	return nil
-}
-
 // Sign signs msg with key and returns the base64 text of the signature.
 // The key must be RSA: the algorithms are RSASSA-PKCS1-v1_5.
 func Sign(key crypto.Signer, alg Algorithm, msg []byte) (string, error) {

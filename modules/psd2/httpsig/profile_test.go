@@ -331,21 +331,3 @@ func flipByte(raw []byte) string {
 	c[len(c)/2] ^= 1
 	return base64.StdEncoding.EncodeToString(c)
 }
-
-func BenchmarkVerifyRSA2048(b *testing.B) { benchmarkVerify(b, 2048) }
-func BenchmarkVerifyRSA3072(b *testing.B) { benchmarkVerify(b, 3072) }
-
-func benchmarkVerify(b *testing.B, bits int) {
-	msg := httpsig.Piraeus.Message([]byte("digest: " + seedDigest1 + "\nx-request-id: " + seedRequestID1))
-	key := rsaKey(b, bits)
-	sig, err := httpsig.Sign(key, httpsig.RSASHA256, msg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := httpsig.Verify(&key.PublicKey, httpsig.RSASHA256, msg, sig); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -39,7 +39,14 @@ type Signature struct {
 // (U+201C, U+201D), which the Piraeus documentation prints and TPPs copy,
 // are treated as ASCII quotes. A parameter given twice is an error.
 func ParseSignature(v string) (Signature, error) {
-	var sig Signature
+	return ParseSignatureWith(v, nil)
+}
+
+// ParseSignatureWith is ParseSignature storing the signed header names in
+// the backing array of headers while it has room, so that a caller that
+// passes a local array parses without allocating.
+func ParseSignatureWith(v string, headers []string) (Signature, error) {
+	sig := Signature{Headers: headers[:0]}
 	if len(v) > MaxSignatureLen {
 		return sig, fmt.Errorf("%w: longer than %d bytes", ErrFormat, MaxSignatureLen)
 	}
@@ -69,15 +76,19 @@ func ParseSignature(v string) (Signature, error) {
 		}
 		value = strings.TrimSpace(value)
 		idx := -1
-		switch strings.ToLower(name) {
-		case "keyid":
+		// Names are tokens, ASCII: EqualFold is ToLower without its copy.
+		switch {
+		case strings.EqualFold(name, "keyid"):
 			idx, sig.KeyID = 0, value
-		case "algorithm":
+		case strings.EqualFold(name, "algorithm"):
 			idx, sig.Algorithm = 1, value
-		case "headers":
+		case strings.EqualFold(name, "headers"):
 			idx, headersSet = 2, true
-			sig.Headers = strings.Fields(strings.ToLower(value))
-		case "signature":
+			// ToLower returns a lower-case value as is.
+			for name := range strings.FieldsSeq(strings.ToLower(value)) {
+				sig.Headers = append(sig.Headers, name)
+			}
+		case strings.EqualFold(name, "signature"):
 			idx, sig.Signature = 3, value
 		}
 		if idx >= 0 {
