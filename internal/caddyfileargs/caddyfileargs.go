@@ -21,6 +21,17 @@ func One(d *caddyfile.Dispenser, dst *string) error {
 	return nil
 }
 
+// Append reads one or more arguments and appends them to dst, so that a
+// repeated subdirective adds to the list.
+func Append(d *caddyfile.Dispenser, dst *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
 // Int reads one non-negative integer argument into dst.
 func Int(d *caddyfile.Dispenser, dst *int) error {
 	var s string

@@ -38,6 +38,8 @@ func TestArgs(t *testing.T) {
 		{"opt 90s", readDuration, caddy.Duration(90 * time.Second), ""},
 		{"opt 0s", readDuration, caddy.Duration(0), "not a positive duration"},
 		{"opt soon", readDuration, caddy.Duration(0), "not a positive duration"},
+		{"opt a b", readAppend, "seed a b", ""},
+		{"opt", readAppend, "seed", "wrong argument count"},
 	} {
 		got, err := tc.read(dispenser(tc.input))
 		if tc.wantErr != "" {
@@ -68,6 +70,14 @@ func readBool(d *caddyfile.Dispenser) (any, error) {
 	var b bool
 	err := Bool(d, &b)
 	return b, err
+}
+
+// readAppend appends to a list that already holds "seed", so that the
+// test shows that a repeated subdirective adds to it.
+func readAppend(d *caddyfile.Dispenser) (any, error) {
+	list := []string{"seed"}
+	err := Append(d, &list)
+	return strings.Join(list, " "), err
 }
 
 func readDuration(d *caddyfile.Dispenser) (any, error) {

@@ -551,11 +551,9 @@ func (h *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			for d.NextBlock(1) {
 				switch d.Val() {
 				case "trusted_origins":
-					origins := d.RemainingArgs()
-					if len(origins) == 0 {
-						return d.ArgErr()
+					if err := caddyfileargs.Append(d, &h.Console.TrustedOrigins); err != nil {
+						return err
 					}
-					h.Console.TrustedOrigins = append(h.Console.TrustedOrigins, origins...)
 				default:
 					return d.Errf("unrecognized console option %q", d.Val())
 				}

@@ -46,11 +46,11 @@ func (j *JWTAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "issuer":
 			err = caddyfileargs.One(d, &j.Issuer)
 		case "audience":
-			err = appendArgs(d, &j.Audience)
+			err = caddyfileargs.Append(d, &j.Audience)
 		case "roles_claim":
 			err = caddyfileargs.One(d, &j.RolesClaim)
 		case "algorithms":
-			err = appendArgs(d, &j.Algorithms)
+			err = caddyfileargs.Append(d, &j.Algorithms)
 		case "clock_skew":
 			var s string
 			if err = caddyfileargs.One(d, &s); err == nil {
@@ -75,16 +75,6 @@ func (j *JWTAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// appendArgs appends one or more arguments to dst.
-func appendArgs(d *caddyfile.Dispenser, dst *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*dst = append(*dst, args...)
 	return nil
 }
 

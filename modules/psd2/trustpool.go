@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 
+	"github.com/bankedge/bankedge/internal/caddyfileargs"
 	"github.com/bankedge/bankedge/modules/trust"
 )
 
@@ -95,21 +96,12 @@ func unmarshalPositiveInt(d *caddyfile.Dispenser) (int, error) {
 	return n, nil
 }
 
-// unmarshalBool parses an optional on/off argument; a bare flag means on.
+// unmarshalBool is caddyfileargs.Bool for the optional flags, which are
+// pointers so that an absent flag keeps the profile's default.
 func unmarshalBool(d *caddyfile.Dispenser) (*bool, error) {
-	name := d.Val()
-	v := true
-	if d.NextArg() {
-		switch d.Val() {
-		case "on", "true", "yes":
-		case "off", "false", "no":
-			v = false
-		default:
-			return nil, d.Errf("%s takes on or off, got %q", name, d.Val())
-		}
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
+	var v bool
+	if err := caddyfileargs.Bool(d, &v); err != nil {
+		return nil, err
 	}
 	return &v, nil
 }

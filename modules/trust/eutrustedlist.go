@@ -245,10 +245,7 @@ func (p *EUTrustedList) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "territories":
-			p.Territories = append(p.Territories, d.RemainingArgs()...)
-			if len(p.Territories) == 0 {
-				err = d.ArgErr()
-			}
+			err = caddyfileargs.Append(d, &p.Territories)
 		case "refresh":
 			err = caddyfileargs.Duration(d, &p.Refresh)
 		case "fetch_timeout":
