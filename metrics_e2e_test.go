@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"golang.org/x/crypto/bcrypt"
 	"software.sslmate.com/src/go-pkcs12"
@@ -407,9 +406,7 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 
 	// A reload registers the collectors in a new registry: every series
 	// is still there with its value.
-	if err := caddy.Load(testcaddy.Adapt(t, g.caddyfile+"# reloaded\n"), true); err != nil {
-		t.Fatal(err)
-	}
+	testcaddy.Reload(t, g.caddyfile+"# reloaded\n")
 	check(metricstest.Scrape(t, g.metrics), "after a reload")
 
 	// The API serves the same series to its users, and the console's

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/bankedge/bankedge/internal/procnet"
 )
 
 // portHolder names the process listening on a TCP port, as
@@ -17,26 +18,12 @@ func portHolder(port string) string {
 	if err != nil {
 		return ""
 	}
+	listeners, _ := procnet.Listening()
 	inodes := map[string]bool{}
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(table)
-		if err != nil {
-			continue
+	for _, l := range listeners {
+		if uint64(l.Port) == want {
+			inodes[l.Socket] = true
 		}
-		sc := bufio.NewScanner(f)
-		sc.Scan() // header
-		for sc.Scan() {
-			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 || fields[3] != "0A" { // 0A: LISTEN
-				continue
-			}
-			_, hexPort, ok := strings.Cut(fields[1], ":")
-			if p, err := strconv.ParseUint(hexPort, 16, 16); ok && err == nil && p == want {
-				inodes["socket:["+fields[9]+"]"] = true
-			}
-		}
-		f.Close()
 	}
 	if len(inodes) == 0 {
 		return ""

@@ -117,7 +117,9 @@ func Adapt(t testing.TB, caddyfile string) []byte {
 	return cfg
 }
 
-// Load adapts and runs a Caddyfile and stops it when the test ends.
+// Load adapts and runs a Caddyfile, waits until the listeners of a
+// configuration stopped before it are closed (see Reload) and stops it when
+// the test ends.
 func Load(t testing.TB, caddyfile string) {
 	t.Helper()
 	cfg := Adapt(t, caddyfile)
@@ -125,6 +127,7 @@ func Load(t testing.TB, caddyfile string) {
 		t.Fatalf("loading config: %v\n%s", err, caddyfile)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
+	WaitListenersSettled(t)
 }
 
 // LoadError adapts and loads a Caddyfile that must fail, and returns the

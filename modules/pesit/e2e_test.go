@@ -28,7 +28,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 
 	"github.com/bankedge/bankedge/internal/testcaddy"
@@ -1288,9 +1287,7 @@ func TestReloadKeepsTransfers(t *testing.T) {
 		t.Fatal("the upload never reached the gate")
 	}
 
-	if err := caddy.Load(testcaddy.Adapt(t, config("31s")), true); err != nil {
-		t.Fatal(err)
-	}
+	testcaddy.Reload(t, config("31s"))
 	// Under the new configuration, the same transfer restarted on another
 	// connection must wait for the running one, not write over it.
 	second, err := e.client(t, gw, peer.ConnectOptions{RequesterID: "GOOD", Password: goodPassword, SyncIntervalKB: 64}, nil)

@@ -145,18 +145,8 @@ func TestTrustPoolInClientAuth(t *testing.T) {
 	}
 	// A reload keeps the source and its lists.
 	cfg := strings.Replace(s.caddyfile, `respond "web`, `respond "reloaded web`, 1)
-	if err := caddy.Load(testcaddy.Adapt(t, cfg), true); err != nil {
-		t.Fatal(err)
-	}
-	// The reload hands the listener over; a connection in that instant may
-	// be reset, so wait for the new config to answer.
-	var body string
-	var err error
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if body, err = s.get(t, s.web, sc.GrantedCA); err == nil && strings.HasPrefix(body, "reloaded web") {
-			break
-		}
-	}
+	testcaddy.Reload(t, cfg)
+	body, err := s.get(t, s.web, sc.GrantedCA)
 	if err != nil || !strings.HasPrefix(body, "reloaded web") {
 		t.Fatalf("after reload: %q %v", body, err)
 	}

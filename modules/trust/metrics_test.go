@@ -54,9 +54,7 @@ func TestTrustListMetrics(t *testing.T) {
 	if failures(after, "EU") <= failedBefore || failures(after, "CY") == 0 {
 		t.Errorf("failures after a refresh without network: EU %v (was %v), CY %v", failures(after, "EU"), failedBefore, failures(after, "CY"))
 	}
-	if err := caddy.Load(testcaddy.Adapt(t, cfg+"# reloaded\n"), true); err != nil {
-		t.Fatal(err)
-	}
+	testcaddy.Reload(t, cfg+"# reloaded\n")
 	reloaded := metricstest.Scrape(t, metricsURL)
 	if _, ok := reloaded.Value("bankedge_trustlist_last_success_timestamp_seconds", map[string]string{"list": "EU"}); !ok || failures(reloaded, "EU") < failures(after, "EU") {
 		t.Error("the trust list series did not survive a reload")
