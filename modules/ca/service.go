@@ -247,18 +247,3 @@ func splitList(s string) []string {
 	}
 	return out
 }
-
-// safeFilename keeps a download name to harmless characters.
-func safeFilename(s string) string {
-	out := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
-			return r
-		}
-		return '_'
-	}, s)
-	if out == "" {
-		return "keystore"
-	}
-	return out
-}

@@ -22,6 +22,7 @@ import (
 	"github.com/bankedge/bankedge/internal/certprofile/qcstatements"
 	"github.com/bankedge/bankedge/internal/certprofile/tppcert"
 	"github.com/bankedge/bankedge/modules/ca/authority"
+	"github.com/bankedge/bankedge/modules/ca/console"
 	"github.com/bankedge/bankedge/modules/ca/keystore"
 )
 
@@ -293,7 +294,7 @@ func keystoreOf(auth *authority.Authority, holder string, key crypto.Signer, cer
 	if err != nil {
 		return download{}, fmt.Errorf("encoding the keystore: %w", err)
 	}
-	d := download{Name: safeFilename(holder) + format.Extension(), ContentType: format.ContentType(), Body: ks, Unencrypted: secret.unencrypted}
+	d := download{Name: console.SafeFilename(holder, "keystore") + format.Extension(), ContentType: format.ContentType(), Body: ks, Unencrypted: secret.unencrypted}
 	if secret.chosen {
 		d.Password = secret.password
 	}

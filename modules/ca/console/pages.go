@@ -622,8 +622,10 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, _ Actor) error {
 	return c.render(w, r, http.StatusOK, "audit", &page{Title: "Audit", Section: "audit", Data: lines, Form: q})
 }
 
-// safeName keeps a download name to harmless characters.
-func safeName(s string) string {
+// SafeFilename keeps a download name to characters harmless in a
+// Content-Disposition header and on any file system; an empty result
+// becomes fallback.
+func SafeFilename(s, fallback string) string {
 	out := strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.':
@@ -632,7 +634,10 @@ func safeName(s string) string {
 		return '_'
 	}, s)
 	if out == "" {
-		return "download"
+		return fallback
 	}
 	return out
 }
+
+// safeName is SafeFilename for the console's downloads.
+func safeName(s string) string { return SafeFilename(s, "download") }
