@@ -458,8 +458,14 @@ func (a *Authority) allSummaries(ctx context.Context) ([]summary, error) {
 		return nil, fmt.Errorf("listing issued certificates: %w", err)
 	}
 	keys = slices.DeleteFunc(keys, func(k string) bool { return !strings.HasSuffix(k, ".json") })
+	return a.loadSummaries(ctx, keys)
+}
+
+// loadSummaries reads the records at keys, in their order; keys deleted
+// meanwhile are left out.
+func (a *Authority) loadSummaries(ctx context.Context, keys []string) ([]summary, error) {
 	out := make([]summary, 0, len(keys))
-	err = a.loadEach(ctx, keys, func(k string, b []byte) error {
+	err := a.loadEach(ctx, keys, func(k string, b []byte) error {
 		var s summary
 		if err := json.Unmarshal(b, &s); err != nil {
 			return fmt.Errorf("reading %s: %w", path.Base(k), err)

@@ -419,16 +419,7 @@ func (a *Authority) summariesOf(ctx context.Context, serials []string) ([]summar
 			keys = append(keys, a.recordKey(n))
 		}
 	}
-	var out []summary
-	err := a.loadEach(ctx, keys, func(k string, b []byte) error {
-		var s summary
-		if err := json.Unmarshal(b, &s); err != nil {
-			return fmt.Errorf("reading %s: %w", path.Base(k), err)
-		}
-		out = append(out, s.normalized())
-		return nil
-	})
-	return out, err
+	return a.loadSummaries(ctx, keys)
 }
 
 // withIntents merges into found (ordered, cut to m.want()) the intents
