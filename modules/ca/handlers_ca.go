@@ -3,6 +3,7 @@ package ca
 import (
 	"encoding/pem"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -164,9 +165,15 @@ func (h *API) issued(c *call) error {
 		return err
 	}
 	if next != "" {
+		// The request's own parameters, then the cursor: …?…&cursor=….
 		q := c.r.URL.Query()
-		q.Set("cursor", next)
-		c.w.Header().Set("Link", "</api/v1/certificates/ca/issued?"+q.Encode()+`>; rel="next"`)
+		q.Del("cursor")
+		query := q.Encode()
+		if query != "" {
+			query += "&"
+		}
+		query += "cursor=" + url.QueryEscape(next)
+		c.w.Header().Set("Link", "</api/v1/certificates/ca/issued?"+query+`>; rel="next"`)
 	}
 	writeJSON(c.w, http.StatusOK, recs)
 	return nil

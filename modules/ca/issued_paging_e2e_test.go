@@ -83,6 +83,10 @@ func TestIssuedPagesThroughCaddy(t *testing.T) {
 			if q.Get("cursor") == "" {
 				t.Fatalf("Link %q has no cursor", link)
 			}
+			// The shape: the request's parameters, then the cursor.
+			if !strings.HasSuffix(m[1], "&cursor="+url.QueryEscape(q.Get("cursor"))) {
+				t.Fatalf("Link %q does not end with its cursor", link)
+			}
 			for k, v := range keep {
 				if !slices.Equal(q[k], v) {
 					t.Fatalf("Link %q lost %s=%v", link, k, v)
