@@ -250,6 +250,42 @@ func TestTrustPoolLiveView(t *testing.T) {
 	}
 }
 
+// A refresh interval shorter than the document cache's reuse still reads
+// the lists anew on each refresh: with `refresh 1s`, a QTSP withdrawn from
+// the served list leaves the live pool within seconds, with no test hook
+// turning the cache off.
+func TestShortRefreshReadsListsAnew(t *testing.T) {
+	trust.SetDocumentReuse(5 * time.Minute) // the production default
+	sc := testtsl.NewScenario(t)
+	testcaddy.Load(t, testcaddy.Globals(filepath.Join(t.TempDir(), "storage"), "")+fmt.Sprintf("http://127.0.0.1:%d {\n\trespond ok\n}\n", testcaddy.FreePort(t)))
+	raw, _ := json.Marshal(map[string]any{"lotl_url": sc.URL(testtsl.LOTLPath), "lotl_signers": sc.SignersFile, "territories": []string{"EL"}, "refresh": "1s"})
+	mod, err := caddy.ActiveContext().LoadModuleByID("tls.ca_pool.source.eu_trusted_list", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := mod.(*trust.EUTrustedList)
+	granted := func() bool {
+		for _, ca := range pool.CurrentTrustedCAs() {
+			if ca.Provider == "Granted QTSP S.A." {
+				return true
+			}
+		}
+		return false
+	}
+	if !granted() {
+		t.Fatalf("trusted CAs before the change: %+v", pool.CurrentTrustedCAs())
+	}
+	fetched := sc.Server.Hits(testtsl.ELPath)
+	el := sc.EL(2)
+	el.Providers[0].Services[0].Status = testtsl.Withdrawn
+	sc.Server.Put(testtsl.ELPath, sc.ELSigner.Sign(t, el.XML()))
+	for deadline := time.Now().Add(15 * time.Second); granted(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the withdrawn QTSP is still trusted 15 s after the change with refresh 1s (list fetched %d times since)", sc.Server.Hits(testtsl.ELPath)-fetched)
+		}
+	}
+}
+
 func TestCaddyfile(t *testing.T) {
 	cfg := testcaddy.Globals(t.TempDir(), "") + `
 https://localhost:9 {

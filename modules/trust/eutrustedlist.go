@@ -141,7 +141,7 @@ func (p *EUTrustedList) Provision(ctx caddy.Context) error {
 			Signers:     signers,
 			Territories: territories,
 			Mirror:      p.Mirror,
-			Fetcher:     fetcher{cache: documents, client: client},
+			Fetcher:     fetcher{cache: documents, client: client, maxAge: refresh},
 			Store:       store,
 		}, store, refresh), nil
 	})

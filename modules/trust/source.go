@@ -50,16 +50,24 @@ type cachedDocument struct {
 type fetcher struct {
 	cache  *documentCache
 	client *fetch.Client
+	// maxAge is the source's refresh interval: a copy that old is never
+	// reused, so that each refresh of the source reads the list anew
+	// however short its interval.
+	maxAge time.Duration
 }
 
-// Fetch returns a copy fetched within reuseFor, or fetches; concurrent
-// fetches of a URL share one request.
+// Fetch returns a copy fetched within reuseFor and maxAge, or fetches;
+// concurrent fetches of a URL share one request.
 func (f fetcher) Fetch(ctx context.Context, url string) ([]byte, error) {
 	c := f.cache
+	reuse := c.reuseFor
+	if f.maxAge > 0 {
+		reuse = min(reuse, f.maxAge)
+	}
 	c.mu.Lock()
 	d, ok := c.docs[url]
 	c.mu.Unlock()
-	if ok && time.Since(d.at) < c.reuseFor {
+	if ok && time.Since(d.at) < reuse {
 		return d.body, nil
 	}
 	v, err, _ := c.flight.Do(url, func() (any, error) {
