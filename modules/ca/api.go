@@ -294,7 +294,7 @@ func (h *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
 	msg := http.StatusText(status)
 	switch status {
 	case http.StatusUnauthorized:
-		action, msg = "api.authenticate", "authentication required: send the admin API credentials (HTTP basic authentication)"
+		action, msg = "api.authenticate", unauthenticatedMessage(w, r)
 	case http.StatusForbidden:
 		action = "api.authenticate"
 	}
@@ -304,6 +304,21 @@ func (h *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	h.finish(c, fail(status, "%s", msg))
+}
+
+// unauthenticatedMessage says what a 401 asks for: jwt_auth's challenge
+// and its reason for refusing the token, or basic credentials.
+func unauthenticatedMessage(w http.ResponseWriter, r *http.Request) string {
+	if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer") {
+		return "authentication required: send the admin API credentials (HTTP basic authentication)"
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// jwtauth.ErrorPlaceholder: the reason the token was refused.
+		if reason, _ := repl.GetString("http.auth.jwt.error"); reason != "" {
+			return "authentication required: " + reason
+		}
+	}
+	return "authentication required: send a bearer token"
 }
 
 func (h *API) newCall(w http.ResponseWriter, r *http.Request, action string) *call {

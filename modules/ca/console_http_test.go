@@ -1,12 +1,17 @@
 package ca
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bankedge/bankedge/internal/auditlog"
+	"github.com/bankedge/bankedge/internal/testjwt"
 )
 
 func partnerForm(id, password string) url.Values {
@@ -181,5 +186,41 @@ func TestConsoleJWTRoles(t *testing.T) {
 	none := s.tokenClient(t, "svc-none", nil)
 	if p := none.get("/ui/partners"); p.status != http.StatusForbidden {
 		t.Fatalf("a token without roles read partners: %d (no roles block must not mean all roles for a token)", p.status)
+	}
+}
+
+// TestAPIAnswersARefusedBearerOnce: behind jwt_auth, the admin API answers
+// a missing or refused token with one JSON error that says why, and the
+// RFC 6750 challenge; jwt_auth writes no body of its own.
+func TestAPIAnswersARefusedBearerOnce(t *testing.T) {
+	s := startConsole(t)
+	expired := testjwt.Valid(consoleIssuer, consoleAudience, "svc-audit")
+	expired.Expiry = time.Now().Add(-time.Hour)
+	for _, tc := range []struct{ name, authz, reason string }{
+		{"no token", "", "a bearer token is required"},
+		{"expired token", "Bearer " + testjwt.Sign(t, s.jwtKey, expired), "the token has expired"},
+		{"basic credentials", "Basic YWxpY2U6cHc=", "a bearer token is required"},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, s.jwtBase+"/api/v1/config/partners", nil)
+		if tc.authz != "" {
+			req.Header.Set("Authorization", tc.authz)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		dec := json.NewDecoder(bytes.NewReader(body))
+		var e struct{ Error string }
+		if err := dec.Decode(&e); err != nil || dec.More() {
+			t.Errorf("%s: the body is not one JSON object: %q", tc.name, body)
+		}
+		if resp.StatusCode != http.StatusUnauthorized || e.Error != "authentication required: "+tc.reason {
+			t.Errorf("%s: %d %q, want 401 saying %q", tc.name, resp.StatusCode, body, tc.reason)
+		}
+		if ch := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(ch, `Bearer realm="bankedge"`) {
+			t.Errorf("%s: challenge %q", tc.name, ch)
+		}
 	}
 }

@@ -8,7 +8,6 @@ package jwtauth
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -38,11 +37,11 @@ func init() {
 // On success {http.auth.user.id} is the token's "sub" and
 // {http.auth.user.roles} the roles claim, space-separated (set, possibly
 // empty, for every token, so that bankedge_api applies the token's roles
-// rather than granting all roles). Every refusal is a 401 with a JSON body
-// {"error": "…"} and an RFC 6750 `WWW-Authenticate: Bearer` challenge
-// (when this provider is the only one of its authentication handler, as
-// the jwt_auth directive makes it; with several providers Caddy keeps only
-// the challenge header).
+// rather than granting all roles). Every refusal is a 401 with an RFC 6750
+// `WWW-Authenticate: Bearer` challenge whose error_description, also in
+// {http.auth.jwt.error}, says why; as with basic_auth the body is the
+// site's error handling's: bankedge_api answers its JSON error with that
+// reason, a site without error handling an empty body.
 type JWTAuth struct {
 	// JWKS is where the JSON Web Key Set is: a file path, or an https URL
 	// (http only to a loopback address). It is cached and refreshed.
@@ -227,7 +226,7 @@ func (j *JWTAuth) Authenticate(w http.ResponseWriter, r *http.Request) (caddyaut
 	} else {
 		j.logger.Debug("bearer token refused", zap.String("reason", refusal.Description), zap.String("remote_ip", r.RemoteAddr))
 	}
-	j.challenge(w, refusal)
+	j.challenge(w, r, refusal)
 	return caddyauth.User{}, false, nil
 }
 
@@ -251,19 +250,25 @@ func bearerToken(r *http.Request) (string, error) {
 	return token, nil
 }
 
-// challenge writes the 401: an RFC 6750 challenge and a JSON error.
-func (j *JWTAuth) challenge(w http.ResponseWriter, e *jwtverify.Error) {
+// ErrorPlaceholder holds the reason a bearer token was refused, for
+// handle_errors and for bankedge_api's JSON answer.
+const ErrorPlaceholder = "http.auth.jwt.error"
+
+// challenge sets the 401's RFC 6750 challenge and the refusal's reason in
+// {http.auth.jwt.error}. Like basic_auth it writes no body: Caddy's
+// authentication handler answers 401 through the site's error handling, so
+// that bankedge_api (or handle_errors) writes the one body of the answer.
+func (j *JWTAuth) challenge(w http.ResponseWriter, r *http.Request, e *jwtverify.Error) {
 	c := "Bearer realm=" + strconv.Quote(j.Realm)
 	if !e.Missing {
 		c += `, error="invalid_token", error_description=` + strconv.QuoteToASCII(e.Description)
 	}
-	body, _ := json.Marshal(map[string]string{"error": e.Description})
 	h := w.Header()
 	h.Set("WWW-Authenticate", c)
-	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusUnauthorized)
-	_, _ = w.Write(append(body, '\n'))
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(ErrorPlaceholder, e.Description)
+	}
 }
 
 // Interface guards.
