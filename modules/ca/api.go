@@ -299,6 +299,11 @@ func (h *API) serveError(w http.ResponseWriter, r *http.Request, err error) {
 		action = "api.authenticate"
 	}
 	c := h.newCall(w, r, action)
+	if status == http.StatusUnauthorized {
+		// Not authenticated: whatever a configuration without roles
+		// grants an authenticated user, this caller used no role.
+		c.roles, c.audit.roles = 0, ""
+	}
 	if status >= 500 {
 		h.finish(c, err)
 		return

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/bankedge/bankedge/internal/testcaddy"
+	"github.com/bankedge/bankedge/internal/testjwt"
 	"github.com/bankedge/bankedge/modules/ca/roles"
 )
 
@@ -210,5 +212,75 @@ func TestAPIWithoutAuthentication(t *testing.T) {
 	}
 	if !auditHas("partner.list", map[string]string{"user": "anonymous", "roles": "", "outcome": "forbidden"}) {
 		t.Error("no audit line for the anonymous refusal")
+	}
+}
+
+// TestJWTWithoutRolesBlock: on an API without a roles block, a token
+// without the roles claim holds every role, as a basic_auth user does; a
+// token with the claim holds what it says, an empty claim nothing. An
+// unauthenticated caller's audit line names no role.
+func TestJWTWithoutRolesBlock(t *testing.T) {
+	dir := t.TempDir()
+	key := testjwt.NewEC(t, "bare")
+	jwks := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwks, testjwt.JWKS(t, key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	testcaddy.Load(t, testcaddy.Globals(filepath.Join(dir, "storage"), `
+	bankedge {
+		ca {
+			key_passphrase test-ca-passphrase
+		}
+	}`)+fmt.Sprintf(`
+%s {
+	jwt_auth {
+		jwks     %s
+		issuer   %s
+		audience %s
+	}
+	bankedge_api
+}
+`, base, jwks, consoleIssuer, consoleAudience))
+	token := func(sub string, roleClaim any) string {
+		c := testjwt.Valid(consoleIssuer, consoleAudience, sub)
+		if roleClaim != nil {
+			c.Extra = map[string]any{"roles": roleClaim}
+		}
+		return testjwt.Sign(t, key, c)
+	}
+	status := func(method, path, bearer string) int {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"partnerId":"BARE_P","password":"ComplexPassword123!"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name         string
+		bearer       string
+		method, path string
+		want         int
+	}{
+		{"no roles claim, read", token("svc-all", nil), "GET", "/api/v1/config/partners", http.StatusOK},
+		{"no roles claim, CA", token("svc-all", nil), "GET", "/api/v1/certificates/ca/issued", http.StatusOK},
+		{"no roles claim, write", token("svc-all", nil), "POST", "/api/v1/config/partners", http.StatusCreated},
+		{"auditor claim, write", token("svc-audit", []string{"auditor"}), "POST", "/api/v1/config/partners", http.StatusForbidden},
+		{"auditor claim, read", token("svc-audit", []string{"auditor"}), "GET", "/api/v1/config/partners", http.StatusOK},
+		{"empty claim", token("svc-none", []string{}), "GET", "/api/v1/config/partners", http.StatusForbidden},
+		{"no token", "", "GET", "/api/v1/config/partners", http.StatusUnauthorized},
+	} {
+		if got := status(tc.method, tc.path, tc.bearer); got != tc.want {
+			t.Errorf("%s: %s %s = %d, want %d", tc.name, tc.method, tc.path, got, tc.want)
+		}
+	}
+	if !auditHas("api.authenticate", map[string]string{"user": "anonymous", "roles": "", "outcome": "refused"}) {
+		t.Error("the unauthenticated caller's audit line does not say it used no role")
 	}
 }

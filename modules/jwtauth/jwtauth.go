@@ -34,14 +34,17 @@ func init() {
 // and one of the audiences, have an expiry, be within its validity (with a
 // bounded clock skew) and have a subject.
 //
-// On success {http.auth.user.id} is the token's "sub" and
-// {http.auth.user.roles} the roles claim, space-separated (set, possibly
-// empty, for every token, so that bankedge_api applies the token's roles
-// rather than granting all roles). Every refusal is a 401 with an RFC 6750
-// `WWW-Authenticate: Bearer` challenge whose error_description, also in
-// {http.auth.jwt.error}, says why; as with basic_auth the body is the
-// site's error handling's: bankedge_api answers its JSON error with that
-// reason, a site without error handling an empty body.
+// On success {http.auth.user.id} is the token's "sub" and, when the token
+// has the roles claim, {http.auth.user.roles} its roles, space-separated.
+// bankedge_api applies a token's roles claim, even an empty one, rather
+// than granting all roles; a token without the claim is treated as a
+// basic_auth user is (all roles when bankedge_api has no roles block).
+//
+// Every refusal is a 401 with an RFC 6750 `WWW-Authenticate: Bearer`
+// challenge whose error_description, also in {http.auth.jwt.error}, says
+// why; as with basic_auth the body is the site's error handling's:
+// bankedge_api answers its JSON error with that reason, a site without
+// error handling an empty body.
 type JWTAuth struct {
 	// JWKS is where the JSON Web Key Set is: a file path, or an https URL
 	// (http only to a loopback address). It is cached and refreshed.
@@ -211,10 +214,11 @@ func (j *JWTAuth) Authenticate(w http.ResponseWriter, r *http.Request) (caddyaut
 		var id jwtverify.Identity
 		id, err = j.verifier.Verify(r.Context(), token)
 		if err == nil {
-			return caddyauth.User{
-				ID:       id.Subject,
-				Metadata: map[string]string{"roles": strings.Join(id.Roles, " ")},
-			}, true, nil
+			user := caddyauth.User{ID: id.Subject}
+			if id.HasRoles {
+				user.Metadata = map[string]string{"roles": strings.Join(id.Roles, " ")}
+			}
+			return user, true, nil
 		}
 	}
 	var refusal *jwtverify.Error

@@ -110,9 +110,17 @@ func TestJWTAuthInCaddy(t *testing.T) {
 			t.Fatalf("%s %s: %d %q, want 200 %q", tc.site.url, tc.key.Algorithm, status, body, tc.want)
 		}
 	}
-	// A token without the roles claim is a user with no roles, not with all.
-	if status, _, body := urlSite.get(t, "Bearer "+testjwt.Sign(t, ecKey, testjwt.Valid(issuer, audience, "svc"))); status != 200 || body != "svc|" {
+	// A token without the roles claim sets no roles placeholder (respond
+	// leaves an unknown placeholder as written): its roles are the
+	// configuration's, as a basic_auth user's are. An empty claim sets an
+	// empty one: no roles.
+	if status, _, body := urlSite.get(t, "Bearer "+testjwt.Sign(t, ecKey, testjwt.Valid(issuer, audience, "svc"))); status != 200 || body != "svc|{http.auth.user.roles}" {
 		t.Fatalf("token without roles: %d %q", status, body)
+	}
+	empty := testjwt.Valid(issuer, audience, "svc")
+	empty.Extra = map[string]any{"roles": []string{}}
+	if status, _, body := urlSite.get(t, "Bearer "+testjwt.Sign(t, ecKey, empty)); status != 200 || body != "svc|" {
+		t.Fatalf("token with an empty roles claim: %d %q", status, body)
 	}
 
 	mod := func(f func(*testjwt.Claims)) testjwt.Claims {

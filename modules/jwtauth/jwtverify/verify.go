@@ -79,6 +79,10 @@ type Identity struct {
 	Subject string
 	// Roles are the values of the roles claim, empty when it is absent.
 	Roles []string
+	// HasRoles tells whether the token has the roles claim (even an
+	// empty one): a token without it leaves the roles to the
+	// configuration, as a basic_auth user's are.
+	HasRoles bool
 	// Expiry is the token's "exp".
 	Expiry time.Time
 }
@@ -218,7 +222,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if err != nil {
 		return Identity{}, refuse("%v", err)
 	}
-	return Identity{Subject: c.Subject, Roles: roles, Expiry: c.Expiry.Time()}, nil
+	_, hasRoles := lookupClaim(all, v.RolesClaim)
+	return Identity{Subject: c.Subject, Roles: roles, HasRoles: hasRoles, Expiry: c.Expiry.Time()}, nil
 }
 
 // keyFits reports whether key k may verify alg: the key's own "alg", when
@@ -255,16 +260,7 @@ func Roles(claims map[string]any, name string) ([]string, error) {
 	if name == "" {
 		name = "roles"
 	}
-	var v any = claims
-	for _, part := range strings.Split(name, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, nil
-		}
-		if v, ok = m[part]; !ok {
-			return nil, nil
-		}
-	}
+	v, _ := lookupClaim(claims, name)
 	var out []string
 	switch v := v.(type) {
 	case nil:
@@ -286,6 +282,25 @@ func Roles(claims map[string]any, name string) ([]string, error) {
 		return nil, fmt.Errorf("the %s claim has more than %d roles", clip(name), maxRoles)
 	}
 	return out, nil
+}
+
+// lookupClaim returns the claim at the dotted name (default "roles") and
+// whether the token has it with a value other than null.
+func lookupClaim(claims map[string]any, name string) (any, bool) {
+	if name == "" {
+		name = "roles"
+	}
+	var v any = claims
+	for _, part := range strings.Split(name, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return v, v != nil
 }
 
 // clip keeps a value taken from a token short and printable in a message.
