@@ -16,16 +16,13 @@
 # for every listener, and the PeSIT ports close the stalled connections
 # after pre_auth_timeout or refuse them beyond the caps.
 #
-# A probe also runs during the attack, for information. The XS2A port is
-# not guarded (net/http backs off on EMFILE by itself but caps nothing):
-# while it is attacked, its stalled handshakes hold every descriptor the
-# gateway has, and nothing else is accepted until they are closed
-# (read_header, 1 minute by default) or the attacker leaves. With XS2A=0
-# only the PeSIT ports are attacked: the guard's caps keep descriptors
-# free, and the PeSIT ports serve during the attack as long as the
-# attacker's addresses times max_pre_auth_per_ip (16) stay below
-# max_pre_auth (256), e.g. SOURCES=10; more addresses fill a port's cap
-# until their connections time out (pre_auth_timeout).
+# A probe also runs during the attack, for information. Every listener of
+# the example is guarded (XS2A included): its caps keep descriptors free,
+# and the ports serve during the attack as long as the attacker's
+# addresses times max_pre_auth_per_ip (16) stay below max_pre_auth (256),
+# e.g. SOURCES=10; more addresses fill a port's cap until their
+# connections time out (pre_auth_timeout). XS2A=0 attacks only the PeSIT
+# ports.
 #
 #   bench/pesit-flood.sh
 #   CONNS=500 HOLD=10s NOFILE=256 bench/pesit-flood.sh
@@ -68,7 +65,7 @@ limit "$BINARY" sandbox --dir "$out/sandbox" >"$out/gateway.log" 2>&1 &
 gw=$!
 trap 'kill $gw 2>/dev/null || true; wait $gw 2>/dev/null || true' EXIT
 for _ in $(seq 300); do
-	grep -q "sandbox gateway running" "$out/gateway.log" && break
+	grep -q "bankedge sandbox ready" "$out/gateway.log" && break
 	kill -0 $gw 2>/dev/null || { cat "$out/gateway.log"; exit 1; }
 	sleep 0.1
 done

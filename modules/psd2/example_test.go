@@ -2,11 +2,14 @@ package psd2_test
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -117,6 +120,36 @@ func TestExampleXS2A(t *testing.T) {
 			"Digest does not match the request body (profile piraeus: SHA-256 of the minified JSON body")
 	})
 
+	t.Run("the XS2A listener caps stalled handshakes per address", func(t *testing.T) {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports["XS2A"])
+		// A TPP from 127.0.0.3 keeps a connection on which one request
+		// with its QWAC was accepted: that connection no longer counts.
+		tpp := g.client(qwac)
+		tr := tpp.Transport.(*http.Transport)
+		tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}}).DialContext
+		g.xs2a = base("127.0.0.1")
+		hdr, body := signed(t, qwac, qseal, http.MethodPost, paymentPath, paymentBody)
+		req, _ := http.NewRequest(http.MethodPost, g.xs2a+paymentPath, bytes.NewReader(body))
+		req.Header = hdr
+		resp, err := tpp.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectOK(t, readResponse(t, resp))
+		defer tr.CloseIdleConnections()
+
+		const perAddress = 16 // max_pre_auth_per_ip in the example
+		for _, src := range []net.IP{net.IPv4(127, 0, 0, 2), net.IPv4(127, 0, 0, 3)} {
+			alive := stalledHandshakes(t, src, addr, perAddress+4)
+			if alive != perAddress {
+				t.Errorf("from %s: %d of %d stalled handshakes held, want %d", src, alive, perAddress+4, perAddress)
+			}
+		}
+		// Meanwhile another address is served.
+		g.xs2a = base("localhost")
+		expectOK(t, g.pay(t, qwac, qseal))
+	})
+
 	t.Run("a revoked sandbox QWAC is refused", func(t *testing.T) {
 		api.revoke(t, qwac.Cert)
 		g.xs2a = base("127.0.0.1")
@@ -125,7 +158,7 @@ func TestExampleXS2A(t *testing.T) {
 	})
 
 	t.Run("one JSON access log line per request, with the TPP and the result", func(t *testing.T) {
-		lines := readAccessLog(t, filepath.Join(dir, "access.log"))
+		lines := readJSONLines(t, filepath.Join(dir, "access.log"))
 		count := map[string]int{}
 		for _, l := range lines {
 			res, _ := l["psd2_result"].(string)
@@ -142,9 +175,28 @@ func TestExampleXS2A(t *testing.T) {
 				t.Errorf("certificates in the access log: %v", headers)
 			}
 		}
-		want := map[string]int{"CERTIFICATE_MISSING": 3, "ok": 3, "SIGNATURE_INVALID": 1, "CERTIFICATE_REVOKED": 1}
+		want := map[string]int{"CERTIFICATE_MISSING": 3, "ok": 5, "SIGNATURE_INVALID": 1, "CERTIFICATE_REVOKED": 1}
 		if fmt.Sprint(count) != fmt.Sprint(want) {
 			t.Errorf("access log results %v, want %v", count, want)
+		}
+	})
+
+	t.Run("the audit log's timestamps are ISO-8601", func(t *testing.T) {
+		lines := readJSONLines(t, filepath.Join(dir, "audit.log"))
+		if len(lines) == 0 {
+			t.Fatal("no audit line for the issuances and the revocation")
+		}
+		for _, l := range lines {
+			for _, field := range []string{"ts", "not_after"} {
+				v, present := l[field]
+				if !present {
+					continue
+				}
+				s, ok := v.(string)
+				if _, err := time.Parse("2006-01-02T15:04:05.000Z0700", s); !ok || err != nil {
+					t.Errorf("%s %v is not ISO-8601 in %v", field, v, l)
+				}
+			}
 		}
 	})
 }
@@ -179,7 +231,7 @@ func checkExampleServerOptions(t *testing.T, cfg []byte, port int) {
 		t.Fatal(err)
 	}
 	for _, srv := range c.Apps.HTTP.Servers {
-		if len(srv.Listen) != 1 || srv.Listen[0] != fmt.Sprintf(":%d", port) {
+		if len(srv.Listen) != 1 || srv.Listen[0] != fmt.Sprintf("guard+tcp/:%d", port) {
 			continue
 		}
 		if srv.ReadHeaderTimeout <= 0 || srv.ReadHeaderTimeout > int64(15*time.Second) ||
@@ -233,8 +285,8 @@ func checkExampleLogs(t *testing.T, cfg []byte) {
 	}
 }
 
-// readAccessLog reads a JSON-lines log.
-func readAccessLog(t *testing.T, path string) []map[string]any {
+// readJSONLines reads a JSON-lines log.
+func readJSONLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -247,9 +299,43 @@ func readAccessLog(t *testing.T, path string) []map[string]any {
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("access log line is not JSON: %v\n%s", err, sc.Text())
+			t.Fatalf("log line is not JSON: %v\n%s", err, sc.Text())
 		}
 		out = append(out, m)
 	}
 	return out
+}
+
+// stalledHandshakes opens n connections from src to addr that send the
+// first bytes of a TLS ClientHello and stall, and returns how many the
+// server still holds a moment later (the others it reset at once). They
+// are closed when the test ends.
+func stalledHandshakes(t *testing.T, src net.IP, addr string, n int) int {
+	t.Helper()
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 2 * time.Second}).Dial("tcp", addr)
+		if err != nil {
+			continue
+		}
+		conns = append(conns, c)
+		_, _ = c.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00})
+	}
+	time.Sleep(500 * time.Millisecond)
+	alive := 0
+	buf := make([]byte, 1)
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err := c.Read(buf)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			alive++
+		}
+	}
+	return alive
 }

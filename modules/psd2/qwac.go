@@ -138,6 +138,7 @@ func (h *QWAC) Provision(ctx caddy.Context) error {
 	if err := metrics.Register(ctx); err != nil {
 		return err
 	}
+	rememberConnections(ctx)
 	pool, err := loadTrustPool(ctx, h, "TrustPoolRaw", h.TrustPoolRaw)
 	if err != nil {
 		return err
@@ -206,6 +207,7 @@ func (h *QWAC) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if vars != nil {
 		vars[varTPP] = tpp
 	}
+	endPreAuthentication(r)
 	return next.ServeHTTP(w, r)
 }
 
