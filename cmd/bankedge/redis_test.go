@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/bankedge/bankedge/internal/testredis"
 )
 
@@ -59,11 +61,12 @@ func startSandbox(t *testing.T, dir string, env []string, args ...string) (*exec
 	return cmd, out
 }
 
-// Two sandboxes on one Redis are one gateway: the second, given the
-// first's secrets, serves the same CA; a request id used on one is a
-// replay on the other; the DEMO partner's password works on both; a
-// partner created through one's API is the other's. Without the first's
-// secrets the second refuses to start, saying what to give it.
+// Two sandboxes on one Redis are one gateway: the second, started with
+// only its directory and ports, takes the first's secrets from Redis and
+// serves the same CA; a request id used on one is a replay on the other;
+// the DEMO partner's password works on both; a partner created through
+// one's API is the other's. On a Redis whose CA left no secrets, a
+// sandbox without them refuses to start, saying what to give it.
 func TestSandboxesOnOneRedis(t *testing.T) {
 	t.Parallel()
 	srv := testredis.Start(t)
@@ -72,23 +75,22 @@ func TestSandboxesOnOneRedis(t *testing.T) {
 	env2, ports2 := sandboxEnv(t, filepath.Join(dir, "two"))
 	_, out1 := startSandbox(t, dir, env1, "--dir", "one", "--redis", srv.Addr)
 	out1.waitFor(t, "Stop with Ctrl-C")
-	if !strings.Contains(out1.String(), "Redis "+srv.Addr) || !strings.Contains(out1.String(), "--envfile one/secrets.env") {
+	if !strings.Contains(out1.String(), "Redis "+srv.Addr) || !strings.Contains(out1.String(), "sandbox --redis "+srv.Addr+" --dir one2") {
 		t.Errorf("the summary does not say the sandbox is on Redis, nor how to start another one:\n%s", out1.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "one", "storage")); err == nil {
 		t.Error("the sandbox on Redis made a storage directory")
 	}
 
-	refused, err := runBankedge(t, context.Background(), dir, env2, "sandbox", "--dir", "alone", "--redis", srv.Addr).CombinedOutput()
-	if err == nil || !strings.Contains(string(refused), "already holds the CA of another sandbox") || !strings.Contains(string(refused), "--envfile") {
-		t.Fatalf("a second sandbox without the first's secrets: %v\n%s", err, refused)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "alone")); err == nil {
-		t.Error("the refused sandbox made its directory")
-	}
-
-	_, out2 := startSandbox(t, dir, env2, "--dir", "two", "--redis", srv.Addr, "--envfile", "one/secrets.env")
+	// The second needs nothing but its directory, its ports and the
+	// Redis: it takes the first one's secrets from there.
+	_, out2 := startSandbox(t, dir, env2, "--dir", "two", "--redis", srv.Addr)
 	out2.waitFor(t, "Stop with Ctrl-C")
+	d1, _ := os.ReadFile(filepath.Join(dir, "one", "pesit", "demo-password"))
+	d2, _ := os.ReadFile(filepath.Join(dir, "two", "pesit", "demo-password"))
+	if len(d1) == 0 || !bytes.Equal(d1, d2) {
+		t.Error("the second sandbox does not have the first one's DEMO password")
+	}
 	root1, _ := os.ReadFile(filepath.Join(dir, "one", "tpp", "qtsp-root.pem"))
 	root2, _ := os.ReadFile(filepath.Join(dir, "two", "tpp", "qtsp-root.pem"))
 	if len(root1) == 0 || !bytes.Equal(root1, root2) {
@@ -135,4 +137,20 @@ func TestSandboxesOnOneRedis(t *testing.T) {
 		t.Fatalf("the partner on the second sandbox: %v %v", resp, err)
 	}
 	resp.Body.Close()
+
+	// A Redis whose CA left no secrets (made by a deployment, say): a
+	// sandbox without them refuses to start, before writing anything.
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rc.Close()
+	if err := rc.Del(ctx, sharedSecretsKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	env3, _ := sandboxEnv(t, filepath.Join(dir, "alone"))
+	refused, err := runBankedge(t, ctx, dir, env3, "sandbox", "--dir", "alone", "--redis", srv.Addr).CombinedOutput()
+	if err == nil || !strings.Contains(string(refused), "already holds the CA of another sandbox") || !strings.Contains(string(refused), "--envfile") {
+		t.Fatalf("a sandbox without the CA's secrets: %v\n%s", err, refused)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "alone", "secrets.env")); err == nil {
+		t.Error("the refused sandbox wrote its secrets")
+	}
 }

@@ -58,10 +58,11 @@ Nothing outside --dir is written, and nothing goes into system trust stores.
 With --redis HOST:PORT the CA, the partners and the gateway's shared state
 (replay ids, PeSIT connection slots, failure counters) live in that Redis
 (key prefix bankedge-sandbox) instead of storage/, and every sandbox started
-on it acts as one gateway with the others. The first one makes the CA; give
-the others its secrets with --envfile <first dir>/secrets.env (its CA
-passphrase, admin password and DEMO password), and their own --dir and
-ports. A restart without --redis reuses the Redis recorded in --dir.
+on it acts as one gateway with the others. The first one makes the CA and
+leaves its secrets (CA passphrase, admin and DEMO passwords) in that Redis,
+a sandbox convenience no deployment may copy; the others, started with their
+own --dir and ports, take them (or --envfile <first dir>/secrets.env). A
+restart without --redis reuses the Redis recorded in --dir.
 
 It refuses to start when another sandbox uses --dir, or when a port it needs
 is taken; the ports change with BANKEDGE_XS2A_PORT, BANKEDGE_ASPSP_PORT,
@@ -128,7 +129,9 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 		return caddy.ExitCodeFailedStartup, err
 	}
 	if redisAddr != "" {
-		if err := checkSandboxRedis(redisAddr, secrets); err != nil {
+		cleanup, err := checkSandboxRedis(redisAddr, secrets)
+		defer cleanup()
+		if err != nil {
 			return caddy.ExitCodeFailedStartup, err
 		}
 	}
@@ -188,6 +191,13 @@ func cmdSandbox(fl caddycmd.Flags) (int, error) {
 			err = fmt.Errorf("%w\nThe CA in Redis at %s was made by another sandbox: start this one with that sandbox's secrets, --envfile <its dir>/secrets.env", err, redisAddr)
 		}
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("loading Caddyfile.example: %w", err)
+	}
+	if redisAddr != "" {
+		// These secrets opened (or made) the CA: the next sandbox on this
+		// Redis can join with them.
+		if err := shareSecrets(redisAddr, dir); err != nil {
+			log.Warn("cannot share the sandbox secrets in Redis; another sandbox needs --envfile", zap.Error(err))
+		}
 	}
 	tppDir := filepath.Join(dir, "tpp")
 	if err := sandboxTPP(tppDir, log); err != nil {

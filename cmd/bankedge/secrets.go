@@ -125,12 +125,15 @@ type secretsFile struct {
 	adopted     map[string]bool
 }
 
+// secretsFileName is the sandbox's secrets file in its directory.
+const secretsFileName = "secrets.env"
+
 // readSecrets reads dir/secrets.env, if there is one, without writing
 // anything, and checks every variable the sandbox needs, from the
 // environment (which wins) or the file. Missing variables are not an error:
 // they are made on start.
 func readSecrets(dir string) (*secretsFile, error) {
-	sf := &secretsFile{path: filepath.Join(dir, "secrets.env"), values: map[string]string{}, fromEnv: map[string]bool{}}
+	sf := &secretsFile{path: filepath.Join(dir, secretsFileName), values: map[string]string{}, fromEnv: map[string]bool{}}
 	data, err := os.ReadFile(sf.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

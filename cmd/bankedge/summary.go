@@ -176,6 +176,6 @@ func secondSandbox(self, dir, redisAddr string) string {
 	return fmt.Sprintf(`  # another sandbox on this Redis, one gateway with this one (its own directory and ports)
   BANKEDGE_XS2A_PORT=18443 BANKEDGE_ASPSP_PORT=19080 BANKEDGE_API_PORT=18080 BANKEDGE_PESIT_PORT=16502 \
   BANKEDGE_PESITS_PORT=15001 BANKEDGE_PESIT_UPSTREAM_PORT=16503 \
-    %s sandbox --redis %s --dir %s2 --envfile %s
-`, self, redisAddr, strings.TrimSuffix(dir, string(filepath.Separator)), filepath.Join(dir, "secrets.env"))
+    %s sandbox --redis %s --dir %s2
+`, self, redisAddr, strings.TrimSuffix(dir, string(filepath.Separator)))
 }
