@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -175,5 +178,30 @@ func TestExampleAdminEndpointIsOwnerOnlySocket(t *testing.T) {
 	listen, _ := admin["listen"].(string)
 	if !strings.HasPrefix(listen, "unix/") || !strings.HasSuffix(listen, "/admin.sock|0600") {
 		t.Fatalf("admin listen = %q, want an owner-only unix socket in the sandbox directory", listen)
+	}
+}
+
+// bankedge validate on the example provisions everything and writes no
+// state: no storage (neither the bankedge CA nor a Caddy local CA), no
+// PeSIT files directory. (Caddy opens the log files it is told to.)
+func TestValidateTheExampleWritesNoState(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Caddyfile"), bankedge.ExampleCaddyfile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := sandboxEnv(t, dir)
+	sandbox := filepath.Join(dir, "sb")
+	env = append(env, "BANKEDGE_SANDBOX="+sandbox, "BANKEDGE_CA_PASSWORD=validate-ca-passphrase",
+		"BANKEDGE_DEMO_PARTNER_PASSWORD=Demo1234", "BANKEDGE_UPSTREAM_PESIT_PASSWORD=Upst1234")
+	out, err := runBankedge(t, context.Background(), dir, env, "validate", "--config", "Caddyfile", "--adapter", "caddyfile").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Valid configuration") {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	entries, _ := os.ReadDir(sandbox)
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".log") {
+			t.Errorf("validate wrote %s", filepath.Join(sandbox, e.Name()))
+		}
 	}
 }

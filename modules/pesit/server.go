@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/bankedge/bankedge/internal/caddyfileargs"
+	"github.com/bankedge/bankedge/internal/runmode"
 	"github.com/bankedge/bankedge/modules/guard"
 	"github.com/bankedge/bankedge/modules/pesit/fpdu"
 	"github.com/bankedge/bankedge/modules/pesit/peer"
@@ -133,8 +134,11 @@ func (h *Server) Provision(ctx caddy.Context) error {
 	}
 	repl := caddy.NewReplacer()
 	h.Root = repl.ReplaceKnown(h.Root, "")
-	if err := os.MkdirAll(h.Root, 0o750); err != nil {
-		return fmt.Errorf("pesit_server root: %w", err)
+	// bankedge validate writes nothing; a run makes the root.
+	if !runmode.ValidateOnly {
+		if err := os.MkdirAll(h.Root, 0o750); err != nil {
+			return fmt.Errorf("pesit_server root: %w", err)
+		}
 	}
 	abs, err := filepath.Abs(h.Root)
 	if err != nil {
