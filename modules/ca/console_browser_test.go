@@ -265,7 +265,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	dave := openTab(t, b, s.base, "dave")
 	for _, path := range []string{"/ui/", "/ui/partners", "/ui/partners/BANK_UI", "/ui/certificates", "/ui/ca", "/ui/audit"} {
 		dave.open(path)
-		if n := dave.eval(`[...document.querySelectorAll('form[method=post]')].filter(f => !f.action.endsWith('/ui/ca/truststore')).length`); n != 0 {
+		if n := dave.eval(`document.querySelectorAll('form[method=post]').length`); n != 0 {
 			t.Errorf("auditor sees %d state-changing forms on %s", n, path)
 		}
 	}

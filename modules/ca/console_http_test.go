@@ -119,6 +119,8 @@ func TestConsoleRoles(t *testing.T) {
 		{dave, "/ui/certificates", 200, nil, []string{"Generate keystore", "Sign CSR", "Revoke"}},
 		{dave, "/ui/partners", 200, nil, []string{"Create partner"}},
 		{dave, "/ui/audit", 200, nil, nil},
+		{dave, "/ui/ca", 403, nil, nil},
+		{dave, "/ui/", 200, []string{`href="/ui/certificates"`, `href="/ui/audit"`}, []string{`href="/ui/ca"`}},
 		{eve, "/ui/", 200, []string{"none"}, []string{`href="/ui/partners"`}},
 		{eve, "/ui/partners", 403, nil, nil},
 	} {

@@ -196,7 +196,7 @@ var needed = map[Action]Set{
 	CABlocklistRead: Of(SecurityAdmin, Auditor),
 	CAVerify:        AllRoles,
 	CAInventory:     Of(SecurityAdmin, Auditor),
-	CADownload:      AllRoles,
+	CADownload:      Of(SecurityAdmin, PartnerAdmin),
 	PartnerRead:     AllRoles,
 	PartnerWrite:    Of(PartnerAdmin),
 	AuditRead:       Of(SecurityAdmin, Auditor),

@@ -40,8 +40,8 @@ func TestMatrix(t *testing.T) {
 			[]Action{PartnerWrite}},
 		{PartnerAdmin, []Action{PartnerRead, PartnerWrite, CADownload, MetricsRead},
 			[]Action{CASign, CAGenerate, CARevoke, CARegenerateCRL, CAInitialize, CAInventory, AuditRead}},
-		{Auditor, []Action{CAInventory, PartnerRead, AuditRead, CADownload, CAVerify, MetricsRead},
-			[]Action{CASign, CAGenerate, CARevoke, CARegenerateCRL, CAInitialize, CACSR, CAPSD2Generate, PartnerWrite}},
+		{Auditor, []Action{CAInventory, PartnerRead, AuditRead, CAVerify, MetricsRead},
+			[]Action{CASign, CAGenerate, CARevoke, CARegenerateCRL, CAInitialize, CACSR, CAPSD2Generate, PartnerWrite, CADownload}},
 	} {
 		s := Of(tc.role)
 		for _, a := range tc.allowed {
