@@ -191,7 +191,8 @@ func (b *blocklist) sync(ctx context.Context) {
 	switch {
 	case err != nil && ctx.Err() == nil:
 		if !b.failing.Swap(true) {
-			b.logger.Error("the PSD2 blocklist cannot be read from storage; the list in force stays", zap.Error(err))
+			// A warning: the outage itself is the cluster's one error line.
+			b.logger.Warn("the PSD2 blocklist cannot be read from storage; the list in force stays", zap.Error(err))
 		}
 	case err == nil && b.failing.Swap(false):
 		b.logger.Info("the PSD2 blocklist is read from storage again", zap.Int64("version", b.snapshot().version))

@@ -86,6 +86,8 @@ func (g *gaugeRefresher) run() {
 	defer close(g.done)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// One line per failure burst (a storage outage), not one per retry.
+	failing := false
 	for {
 		select {
 		case <-g.stop:
@@ -94,9 +96,14 @@ func (g *gaugeRefresher) run() {
 		case <-timer.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := g.app.refreshGauges(ctx); err != nil {
+		err := g.app.refreshGauges(ctx)
+		switch {
+		case err != nil && !failing:
 			g.app.logger.Warn("recomputing the CA metrics failed; retrying at the next change or refresh", zap.Error(err))
+		case err == nil && failing:
+			g.app.logger.Info("the CA metrics are recomputed again")
 		}
+		failing = err != nil
 		cancel()
 		timer.Reset(g.interval)
 		select {
