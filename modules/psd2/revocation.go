@@ -156,7 +156,7 @@ func (v *certVerifier) checkRevocation(ctx context.Context, vc *verifiedCert) *r
 		return reject(CertificateRevoked, fmt.Sprintf("%s (serial %s) is revoked (%s)", v.kind, serialHex(vc.cert), strings.ToUpper(res.Source)))
 	case trust.RefuseUnknown:
 		v.logUnknown(vc, "refused", res.Detail)
-		return reject(CertificateInvalid, fmt.Sprintf("the revocation status of the %s (serial %s) could not be established", v.kind, serialHex(vc.cert)))
+		return reject(CertificateInvalid, fmt.Sprintf("the revocation status could not be established for the %s (serial %s)", v.kind, serialHex(vc.cert)))
 	case trust.AllowUnknown:
 		v.logUnknown(vc, "allowed (revocation mode soft)", res.Detail)
 	}

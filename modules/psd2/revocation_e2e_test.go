@@ -180,9 +180,9 @@ func TestRevocationOCSPAndCRL(t *testing.T) {
 		}
 	})
 	t.Run("responder down: hard refuses, soft allows", func(t *testing.T) {
-		expectError(t, g.pay(t, "hard", qwacDown, qseal), http.StatusUnauthorized, "CERTIFICATE_INVALID", "revocation status of the QWAC")
+		expectError(t, g.pay(t, "hard", qwacDown, qseal), http.StatusUnauthorized, "CERTIFICATE_INVALID", "the revocation status could not be established for the QWAC")
 		r := g.pay(t, "hard", qwacDown, qseal)
-		expectError(t, r, http.StatusUnauthorized, "CERTIFICATE_INVALID", "could not be established")
+		expectError(t, r, http.StatusUnauthorized, "CERTIFICATE_INVALID", "the revocation status could not be established for the QWAC")
 		expectOK(t, g.pay(t, "soft", qwacDownSoft, qseal))
 		// The unknown status is cached for all handlers: soft lets the
 		// certificate hard refused in at once.
@@ -190,14 +190,14 @@ func TestRevocationOCSPAndCRL(t *testing.T) {
 	})
 	t.Run("responder hanging: the timeout bounds the wait", func(t *testing.T) {
 		start := time.Now()
-		expectError(t, g.pay(t, "hard", qwacHang, qseal), http.StatusUnauthorized, "CERTIFICATE_INVALID", "could not be established")
+		expectError(t, g.pay(t, "hard", qwacHang, qseal), http.StatusUnauthorized, "CERTIFICATE_INVALID", "the revocation status could not be established for the QWAC")
 		expectOK(t, g.pay(t, "soft", qwacHangSoft, qseal))
 		if d := time.Since(start); d > 3*time.Second {
 			t.Fatalf("two requests with a 500ms revocation timeout took %s", d)
 		}
 	})
 	t.Run("no AIA and no CRL: hard refuses, no block keeps today's behaviour", func(t *testing.T) {
-		expectError(t, g.pay(t, "hard", qwacBare, qseal), http.StatusUnauthorized, "CERTIFICATE_INVALID", "could not be established")
+		expectError(t, g.pay(t, "hard", qwacBare, qseal), http.StatusUnauthorized, "CERTIFICATE_INVALID", "the revocation status could not be established for the QWAC")
 		expectOK(t, g.pay(t, "soft", qwacBare, qseal))
 		for _, q := range []*testpki.Leaf{qwacBare, qwacRevoked, qwacDown} {
 			expectOK(t, g.pay(t, "none", q, qseal))
