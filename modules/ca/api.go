@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -404,12 +405,23 @@ func (h *API) parseForm(c *call) error {
 		// Partners are JSON documents; their handlers read the body.
 		return nil
 	}
-	switch ct {
-	case "application/json":
-		body, err := readBody(r)
-		if err != nil {
-			return err
+	if ct == "multipart/form-data" {
+		if err := r.ParseMultipartForm(h.MaxBodySize); err != nil {
+			return bodyError(err)
 		}
+		for k, vs := range r.MultipartForm.Value {
+			c.form[k] = vs
+		}
+		return nil
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	// A JSON object is read as JSON whatever the content type says: curl
+	// -d sends form encoding's, and a client may send none; no form body
+	// starts with "{".
+	if ct == "application/json" || bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 		var m map[string]any
 		if err := json.Unmarshal(body, &m); err != nil {
 			return fail(http.StatusBadRequest, "request body is not a JSON object: %v", err)
@@ -425,27 +437,16 @@ func (h *API) parseForm(c *call) error {
 				return fail(http.StatusBadRequest, "parameter %q must be a string, number or boolean", k)
 			}
 		}
-	case "multipart/form-data":
-		if err := r.ParseMultipartForm(h.MaxBodySize); err != nil {
-			return bodyError(err)
-		}
-		for k, vs := range r.MultipartForm.Value {
-			c.form[k] = vs
-		}
-	default:
-		// Form encoding, which curl -d sends, is also what arrives without
-		// a content type.
-		body, err := readBody(r)
-		if err != nil {
-			return err
-		}
-		vals, err := url.ParseQuery(string(body))
-		if err != nil {
-			return fail(http.StatusBadRequest, "request body is not form-encoded: %v", err)
-		}
-		for k, vs := range vals {
-			c.form[k] = vs
-		}
+		return nil
+	}
+	// Form encoding, which curl -d sends, is also what arrives without a
+	// content type.
+	vals, err := url.ParseQuery(string(body))
+	if err != nil {
+		return fail(http.StatusBadRequest, "request body is not form-encoded: %v", err)
+	}
+	for k, vs := range vals {
+		c.form[k] = vs
 	}
 	return nil
 }

@@ -169,7 +169,20 @@ func blocklistAcrossGateways(t *testing.T, storage string) {
 	})
 	t.Run("a QSEAL by fingerprint", func(t *testing.T) {
 		fp := fingerprint(qseal)
-		expectBlocked(block(map[string]string{"certSha256": fp}), qwac, qseal, "TPP-Signature-Certificate")
+		// A JSON body without a Content-Type, as a bare http.NewRequest
+		// sends it.
+		start := time.Now()
+		req, _ := http.NewRequest(http.MethodPost, g.api.base+"/api/v1/psd2/blocklist", strings.NewReader(`{"certSha256":"`+fp+`"}`))
+		req.SetBasicAuth(g.api.user, g.api.password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST without a Content-Type: %d", resp.StatusCode)
+		}
+		expectBlocked(start, qwac, qseal, "TPP-Signature-Certificate")
 		expectUnblocked(unblock(fp), qwac, qseal)
 	})
 	t.Run("a TPP by organisation", func(t *testing.T) {
