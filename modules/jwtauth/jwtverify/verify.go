@@ -168,10 +168,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	case err != nil:
 		return Identity{}, err
 	}
-	if h.KeyID == "" && len(keys) != 1 {
-		// Without a key id, trying every key would let the choice of
-		// key be the attacker's.
-		return Identity{}, refuse("the token has no key id (kid)")
+	if h.KeyID == "" && len(keys) > maxKeysWithoutKid {
+		// Without a key id every key of the set that fits the algorithm
+		// is tried (each is the identity provider's); a set that large
+		// would make each such token cost that many verifications.
+		return Identity{}, refuse("the token has no key id (kid), and the key set has more than %d keys", maxKeysWithoutKid)
 	}
 	var c claims
 	var all map[string]any
@@ -249,6 +250,9 @@ func keyFits(k jose.JSONWebKey, alg jose.SignatureAlgorithm) bool {
 	}
 	return false
 }
+
+// maxKeysWithoutKid bounds the keys tried for a token without a key id.
+const maxKeysWithoutKid = 8
 
 // maxRoles bounds the roles read from one token.
 const maxRoles = 64

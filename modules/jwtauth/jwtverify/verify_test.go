@@ -74,6 +74,19 @@ func TestVerifyTokens(t *testing.T) {
 		}
 	}
 
+	// Without a key id (go-jose's signer sets none unless told), the keys
+	// of the set that fit the algorithm are tried.
+	for _, k := range []testjwt.Key{rsaKey, ecKey} {
+		k.ID = ""
+		if _, err := v.Verify(ctx, testjwt.Sign(t, k, valid)); err != nil {
+			t.Fatalf("%s without kid: valid token refused: %v", k.Algorithm, err)
+		}
+	}
+	stranger := testjwt.NewEC(t, "")
+	if _, err := v.Verify(ctx, testjwt.Sign(t, stranger, valid)); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Fatalf("a token without kid by a key outside the set: %v", err)
+	}
+
 	mod := func(f func(*testjwt.Claims)) testjwt.Claims {
 		c := testjwt.Valid(iss, aud, "alice")
 		f(&c)
