@@ -41,8 +41,8 @@ func TestVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) < 3 || !strings.HasPrefix(lines[0], "bankedge ") || !strings.HasPrefix(lines[1], "Caddy v2.") ||
-			!strings.HasPrefix(lines[len(lines)-1], runtime.Version()+" ") {
+		if len(lines) != 3 || !strings.HasPrefix(lines[0], "bankedge ") || !strings.HasPrefix(lines[1], "Caddy v2.") ||
+			!strings.HasPrefix(lines[2], runtime.Version()+" ") {
 			t.Errorf("%v printed:\n%s", args, out)
 		}
 	}

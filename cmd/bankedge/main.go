@@ -215,12 +215,13 @@ of Caddy and caddy-l4 it is built with, and of Go.`,
 
 // versionText is what "bankedge version" and "bankedge --version" print.
 func versionText() string {
-	lines := []string{"bankedge " + bankedgeVersion(), "Caddy " + caddyVersion()}
+	// Three lines, as the issue asks: bankedge, Caddy (with caddy-l4,
+	// which the PeSIT listeners run on), Go.
+	caddyLine := "Caddy " + caddyVersion()
 	if v := depVersion("github.com/mholt/caddy-l4"); v != "" {
-		lines = append(lines, "caddy-l4 "+v)
+		caddyLine += " (caddy-l4 " + v + ")"
 	}
-	lines = append(lines, runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH)
-	return strings.Join(lines, "\n")
+	return strings.Join([]string{"bankedge " + bankedgeVersion(), caddyLine, runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}, "\n")
 }
 
 // bankedgeVersion is the version of this build of bankedge.
