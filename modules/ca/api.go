@@ -588,8 +588,9 @@ func (h *API) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // parseAPIDirective parses the bankedge_api directive into its route and,
 // at the top level of a site block, an error route: errors of the site's
-// other handlers on /api/v1/ paths, such as basic_auth's 401, are answered
-// as JSON by the API too (with WWW-Authenticate kept) and audited. Caddy
+// other handlers on the API's and the console's paths (/api/v1, /ui), such
+// as basic_auth's 401, are answered as JSON by the API too (with
+// WWW-Authenticate kept) and audited. Caddy
 // drops error routes of directives nested in handle or route blocks;
 // there, `handle_errors { bankedge_api }` does the same.
 func parseAPIDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
@@ -605,7 +606,7 @@ func parseAPIDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, err
 		return nil, err
 	}
 	vals := h.NewRoute(matcherSet, api)
-	onAPI := caddy.ModuleMap{"path": caddyconfig.JSON(caddyhttp.MatchPath{"/api/v1/*"}, nil)}
+	onAPI := caddy.ModuleMap{"path": caddyconfig.JSON(caddyhttp.MatchPath{"/api/v1", "/api/v1/*", consolePrefix, consolePrefix + "/*"}, nil)}
 	errorRoute := caddyhttp.Route{
 		MatcherSetsRaw: []caddy.ModuleMap{onAPI},
 		HandlersRaw:    []json.RawMessage{caddyconfig.JSONModuleObject(api, "handler", "bankedge_api", nil)},

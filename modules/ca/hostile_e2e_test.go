@@ -195,6 +195,9 @@ func TestRefusalsAreJSONAndAudited(t *testing.T) {
 	if !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Basic") {
 		t.Errorf("401 without WWW-Authenticate: %v", a.header)
 	}
+	for _, path := range []string{"/api/v1", "/api/v1/", "/ui", "/ui/", "/ui/partners"} {
+		expectStatus(t, g.call(t, "GET", path, nil, nil, true), 401, "authentication required")
+	}
 	req, _ := http.NewRequest("GET", g.api+"/api/v1/config/partners", nil)
 	req.SetBasicAuth("admin", "wrong-password")
 	resp, err := http.DefaultClient.Do(req)
