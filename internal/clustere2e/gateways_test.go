@@ -585,6 +585,9 @@ func TestGatewaysOnOneRedis(t *testing.T) {
 	})
 
 	t.Run("Redis down: refusals, no 500, one log line; back: recovery, nothing lost", func(t *testing.T) {
+		// INNOCENT (no maxConnections) authenticates on B just before:
+		// its password is in B's cache for the record it used.
+		b.mustConnect(t, "127.0.3.4", "INNOCENT", partnerPassword).Release()
 		marks := map[*gateway]int{}
 		for _, g := range gws {
 			marks[g] = g.log.mark()
@@ -595,9 +598,15 @@ func TestGatewaysOnOneRedis(t *testing.T) {
 		if r.status != http.StatusServiceUnavailable || r.code != "SERVICE_UNAVAILABLE" || r.retryAfter == "" {
 			t.Errorf("XS2A request with Redis down: %d Retry-After %q %s", r.status, r.retryAfter, r.body)
 		}
-		for _, p := range []string{"INNOCENT", "LIMITED", "NOBODY"} {
+		// A CONNECT that needs Redis gets 3-322: a partner with
+		// maxConnections (a lease), one whose authentication is not cached
+		// (an unknown partner, a wrong password: nothing is verified, and
+		// no refusal tells anything about the credentials). A cached one
+		// without maxConnections goes on.
+		b.mustConnect(t, "127.0.3.4", "INNOCENT", partnerPassword).Release()
+		for _, p := range []struct{ id, password string }{{"LIMITED", partnerPassword}, {"NOBODY", partnerPassword}, {"INNOCENT", "Wrong-Pass-2024"}} {
 			start := time.Now()
-			b.refusedWith(t, "127.0.3.1", p, partnerPassword, fpdu.ReasonCallLater)
+			b.refusedWith(t, "127.0.3.1", p.id, p.password, fpdu.ReasonCallLater)
 			if el := time.Since(start); el > 3*time.Second {
 				t.Errorf("RCONNECT 3-322 for %s after %v, beyond the connect timeout", p, el)
 			}
@@ -693,7 +702,7 @@ func TestGatewaysOnOneRedis(t *testing.T) {
 	t.Run("Redis hung: answers within the timeouts", func(t *testing.T) {
 		srv.Pause()
 		start := time.Now()
-		b.refusedWith(t, "127.0.3.3", "INNOCENT", partnerPassword, fpdu.ReasonCallLater)
+		b.refusedWith(t, "127.0.3.3", "NOBODY", partnerPassword, fpdu.ReasonCallLater)
 		if el := time.Since(start); el > 3*time.Second {
 			t.Errorf("RCONNECT 3-322 after %v with Redis hung, beyond the connect timeout of 3s", el)
 		}

@@ -247,3 +247,42 @@ func TestUnavailableBackendsAskToCallLater(t *testing.T) {
 }
 
 func ptrInt(v int) *int { return &v }
+
+// With the failure counter down (the shared store unreachable), a partner
+// without maxConnections whose password this gateway's registry verified
+// before still connects; the same partner with a wrong password, and one
+// never verified here, get 3-322 (the registry verifies nothing for them:
+// AuthRequest.CachedOnly, tested in the registry).
+func TestCounterDownLetsCachedPartnersIn(t *testing.T) {
+	reg := &registry.Registry{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
+	pw := "Good-Pass1234!"
+	for _, id := range []string{"CACHED", "FRESH"} {
+		if _, err := reg.Create(context.Background(), registry.Input{PartnerID: &id, Password: &pw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reg.Authenticate(context.Background(), registry.AuthRequest{PartnerID: "CACHED", Passwords: []string{pw}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id, password string
+		accepted     bool
+	}{
+		{"CACHED", pw, true},
+		{"CACHED", "Wrong-Pass1234!", false},
+		{"FRESH", pw, false},
+	} {
+		h := &Handler{partners: registryPartners{reg}, failures: downCounter{}, limiter: localConnections, MaxAuthFailures: 5}
+		h.ServerID, h.AuthFailureWindow = "BANKEDGE", caddy.Duration(time.Minute)
+		s, conn, _ := scriptSession(t, h, connectFor(t, c.id, c.password))
+		if got := s.accept(); got != c.accepted {
+			t.Fatalf("%s with %s password: accepted %v, want %v", c.id, map[bool]string{true: "its", false: "another"}[c.password == pw], got, c.accepted)
+		}
+		if !c.accepted {
+			f := answer(t, conn)
+			if d, _ := f.Diag(); f.Type != fpdu.TypeRConnect || d.Reason != fpdu.ReasonCallLater {
+				t.Fatalf("%s: got %v %v, want RCONNECT 3-322", c.id, f.Type, d)
+			}
+		}
+	}
+}

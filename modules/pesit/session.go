@@ -258,18 +258,26 @@ func (s *session) authenticate(id string, passwords []string, ownCert bool) (reg
 	defer cancel()
 	window := time.Duration(h.AuthFailureWindow)
 	var keys []string
+	// counterDown is the failure counter's error: no failure can be
+	// counted, so the registry verifies no password (only one its cache
+	// holds lets the partner in: the counter and the storage share one
+	// Redis) and every refusal is a temporary one that tells nothing
+	// about the credentials.
+	var counterDown error
 	if h.MaxAuthFailures > 0 {
 		keys = throttleKeys(id, s.remote)
 		throttled, err := h.failures.Throttled(ctx, keys, h.MaxAuthFailures, window)
 		if err != nil {
-			return registry.Partner{}, &authRefusal{temporary: true, why: "authentication failure counter unavailable: " + err.Error()}
+			counterDown, keys = err, nil
 		}
 		if throttled {
 			return registry.Partner{}, &authRefusal{why: fmt.Sprintf(
 				"throttled: %d failed authentications within %s for this partner id or source address", h.MaxAuthFailures, window)}
 		}
 	}
-	p, err := h.partners.AuthenticatePartner(ctx, s.authRequest(id, passwords))
+	req := s.authRequest(id, passwords)
+	req.CachedOnly = counterDown != nil
+	p, err := h.partners.AuthenticatePartner(ctx, req)
 	if err == nil && ownCert {
 		err = s.checkCertificateOwner(ctx, id)
 	}
@@ -277,6 +285,8 @@ func (s *session) authenticate(id string, passwords []string, ownCert bool) (reg
 	switch {
 	case err == nil:
 		return p, nil
+	case counterDown != nil:
+		return registry.Partner{}, &authRefusal{temporary: true, why: "authentication failure counter unavailable: " + counterDown.Error()}
 	case errors.As(err, &ae):
 		if keys != nil {
 			if ferr := h.failures.Fail(ctx, keys, window); ferr != nil {

@@ -76,9 +76,18 @@ type AuthRequest struct {
 	Passwords []string
 	// RemoteIP is the peer's address.
 	RemoteIP netip.Addr
+	// CachedOnly accepts only a password the cache holds, and verifies
+	// none: for a caller that cannot count failures (its failure counter
+	// is unavailable), to which an unthrottled verification would be a
+	// password-guessing oracle. Refusals then cost no hashing either.
+	CachedOnly bool
 	// ClientCert is the verified TLS client certificate, nil when none.
 	ClientCert *x509.Certificate
 }
+
+// ErrNotCached refuses an AuthRequest with CachedOnly whose password the
+// cache does not hold: nothing was verified.
+var ErrNotCached = errors.New("password not verified: the request accepts only a cached verification")
 
 // maxCandidates bounds the argon2id work one connection can cause.
 const maxCandidates = 4
@@ -98,36 +107,53 @@ const maxCandidates = 4
 // against the partner's own hash, whose result is then ignored.
 func (r *Registry) Authenticate(ctx context.Context, req AuthRequest) (Partner, error) {
 	r.init()
+	refuse := func(hash string, refusal *AuthError) error {
+		if req.CachedOnly {
+			return refusal
+		}
+		return r.refuse(ctx, hash, req.Passwords, refusal)
+	}
 	if validatePartnerID(req.PartnerID) != nil {
 		// An id that cannot exist is unknown; do not touch storage with it.
-		return Partner{}, r.refuse(ctx, r.dummyHash, req.Passwords, &AuthError{Reason: ReasonUnknownPartner, Detail: "invalid partner id"})
+		return Partner{}, refuse(r.dummyHash, &AuthError{Reason: ReasonUnknownPartner, Detail: "invalid partner id"})
 	}
 	if r.Storage == nil {
 		return Partner{}, errors.New("partner registry has no storage")
 	}
 	rec, err := r.load(ctx, req.PartnerID)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errIDCase) {
-		return Partner{}, r.refuse(ctx, r.dummyHash, req.Passwords, &AuthError{Reason: ReasonUnknownPartner, Detail: fmt.Sprintf("no partner %q", req.PartnerID)})
+		return Partner{}, refuse(r.dummyHash, &AuthError{Reason: ReasonUnknownPartner, Detail: fmt.Sprintf("no partner %q", req.PartnerID)})
 	}
 	if err != nil {
-		return Partner{}, fmt.Errorf("authenticating partner %q: %w", req.PartnerID, err)
+		// The storage cannot answer: a partner whose password the cache
+		// holds for the record it last authenticated with goes on with
+		// that record (every check below still runs on it); anyone else
+		// gets the error, without a password verification.
+		last, ok := r.lastGood.Load(req.PartnerID)
+		if !ok || !r.cachedPassword(last.(*storedPartner), req.Passwords) {
+			return Partner{}, fmt.Errorf("authenticating partner %q: %w", req.PartnerID, err)
+		}
+		rec = last.(*storedPartner)
 	}
 	p := r.toPartner(rec)
 	if !p.Enabled {
-		return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonDisabled, Detail: fmt.Sprintf("partner %q is disabled", p.PartnerID)})
+		return Partner{}, refuse(rec.PasswordHash, &AuthError{Reason: ReasonDisabled, Detail: fmt.Sprintf("partner %q is disabled", p.PartnerID)})
 	}
 	if !p.allowsIP(req.RemoteIP) {
-		return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonIPNotAllowed, Detail: fmt.Sprintf("address %s is not allowed for partner %q", req.RemoteIP, p.PartnerID)})
+		return Partner{}, refuse(rec.PasswordHash, &AuthError{Reason: ReasonIPNotAllowed, Detail: fmt.Sprintf("address %s is not allowed for partner %q", req.RemoteIP, p.PartnerID)})
 	}
 	if p.CertificateBinding != "" {
 		if req.ClientCert == nil {
-			return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonCertificateRequired, Detail: fmt.Sprintf("partner %q must present a client certificate verified by TLS", p.PartnerID)})
+			return Partner{}, refuse(rec.PasswordHash, &AuthError{Reason: ReasonCertificateRequired, Detail: fmt.Sprintf("partner %q must present a client certificate verified by TLS", p.PartnerID)})
 		}
 		if !p.MatchesCertificate(req.ClientCert) {
-			return Partner{}, r.refuse(ctx, rec.PasswordHash, req.Passwords, &AuthError{Reason: ReasonCertificateMismatch, Detail: fmt.Sprintf(
+			return Partner{}, refuse(rec.PasswordHash, &AuthError{Reason: ReasonCertificateMismatch, Detail: fmt.Sprintf(
 				"certificate (CN %q, %s) does not match the binding of partner %q",
 				req.ClientCert.Subject.CommonName, Fingerprint(req.ClientCert), p.PartnerID)})
 		}
+	}
+	if req.CachedOnly && !r.cachedPassword(rec, req.Passwords) {
+		return Partner{}, fmt.Errorf("authenticating partner %q: %w", req.PartnerID, ErrNotCached)
 	}
 	ok, err := r.checkPassword(ctx, rec, req.Passwords)
 	if err != nil {
@@ -140,7 +166,22 @@ func (r *Registry) Authenticate(ctx context.Context, req AuthRequest) (Partner, 
 		return Partner{}, &AuthError{Reason: ReasonPasswordExpired, Detail: fmt.Sprintf(
 			"password of partner %q expired at %s", p.PartnerID, p.PasswordExpiresAt.Format("2006-01-02T15:04:05Z07:00"))}
 	}
+	r.lastGood.Store(p.PartnerID, rec)
 	return p, nil
+}
+
+// cachedPassword reports whether the cache holds one of the candidates
+// for rec, without verifying any.
+func (r *Registry) cachedPassword(rec *storedPartner, candidates []string) bool {
+	if r.cache == nil {
+		return false
+	}
+	for _, c := range usableCandidates(candidates) {
+		if r.cache.hit(rec.PartnerID, rec.PasswordHash, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse spends on hash the verifications a wrong password would have cost

@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -627,5 +629,88 @@ func TestAuthenticateHashSlotDeadline(t *testing.T) {
 		if time.Since(start) > 5*time.Second {
 			t.Errorf("%s: waited %s", id, time.Since(start))
 		}
+	}
+}
+
+// outageStorage fails every Load while down is set, as the Redis storage
+// does while Redis is unreachable.
+type outageStorage struct {
+	certmagic.Storage
+	down *atomic.Bool
+}
+
+func (s outageStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if s.down.Load() {
+		return nil, errors.New("storage unreachable")
+	}
+	return s.Storage.Load(ctx, key)
+}
+
+// While the storage is unavailable, a partner whose password the cache
+// holds for the record it last authenticated with is let in on that
+// record; anyone else gets the storage error, without a password
+// verification; after a partner change nobody is let in from memory.
+func TestStorageOutageKeepsCachedPartners(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newTestRegistry(t)
+	down := new(atomic.Bool)
+	r.Storage = outageStorage{r.Storage, down}
+	mustCreate(t, r, Input{PartnerID: ptr("BANK"), Password: ptr(strong), AllowedIPs: &[]string{"10.0.0.0/8"}})
+	mustCreate(t, r, Input{PartnerID: ptr("LATE"), Password: ptr(strong)})
+	if _, err := r.Authenticate(ctx, AuthRequest{PartnerID: "BANK", Passwords: []string{strong}, RemoteIP: netip.MustParseAddr("10.1.2.3")}); err != nil {
+		t.Fatal(err)
+	}
+
+	down.Store(true)
+	before := r.hashes.Load()
+	if p, err := r.Authenticate(ctx, AuthRequest{PartnerID: "BANK", Passwords: []string{strong}, RemoteIP: netip.MustParseAddr("10.1.2.3")}); err != nil || p.PartnerID != "BANK" {
+		t.Fatalf("cached partner during the outage: %v", err)
+	}
+	if n := r.hashes.Load() - before; n != 0 {
+		t.Errorf("%d password verifications for the cached partner, want none", n)
+	}
+	// The cached record's checks still run.
+	_, err := r.Authenticate(ctx, AuthRequest{PartnerID: "BANK", Passwords: []string{strong}, RemoteIP: netip.MustParseAddr("192.0.2.1")})
+	wantReason(t, err, ReasonIPNotAllowed)
+	before = r.hashes.Load()
+	var ae *AuthError
+	for _, req := range []AuthRequest{
+		{PartnerID: "BANK", Passwords: []string{"Wrong-Password-1"}, RemoteIP: netip.MustParseAddr("10.1.2.3")},
+		{PartnerID: "LATE", Passwords: []string{strong}},
+		{PartnerID: "NOBODY", Passwords: []string{strong}},
+	} {
+		if _, err := r.Authenticate(ctx, req); err == nil || errors.As(err, &ae) {
+			t.Errorf("%s during the outage: %v, want the storage error", req.PartnerID, err)
+		}
+	}
+	if n := r.hashes.Load() - before; n != 0 {
+		t.Errorf("%d password verifications during the outage, want none", n)
+	}
+	r.ForgetAuthentications()
+	if _, err := r.Authenticate(ctx, AuthRequest{PartnerID: "BANK", Passwords: []string{strong}, RemoteIP: netip.MustParseAddr("10.1.2.3")}); err == nil {
+		t.Error("a partner let in from memory after a partner change")
+	}
+
+	// CachedOnly (the caller cannot count failures): nothing is verified,
+	// storage up or not; only a cached password lets the partner in.
+	down.Store(false)
+	before = r.hashes.Load()
+	for _, req := range []AuthRequest{
+		{PartnerID: "LATE", Passwords: []string{strong}, CachedOnly: true},
+		{PartnerID: "LATE", Passwords: []string{"Wrong-Password-1"}, CachedOnly: true},
+		{PartnerID: "NOBODY", Passwords: []string{strong}, CachedOnly: true},
+	} {
+		if _, err := r.Authenticate(ctx, req); err == nil {
+			t.Errorf("CachedOnly let %s in without a cached password", req.PartnerID)
+		}
+	}
+	if n := r.hashes.Load() - before; n != 0 {
+		t.Errorf("%d password verifications for CachedOnly requests, want none", n)
+	}
+	if _, err := r.Authenticate(ctx, AuthRequest{PartnerID: "LATE", Passwords: []string{strong}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Authenticate(ctx, AuthRequest{PartnerID: "LATE", Passwords: []string{strong}, CachedOnly: true}); err != nil {
+		t.Errorf("CachedOnly refused a cached password: %v", err)
 	}
 }

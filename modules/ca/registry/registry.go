@@ -79,6 +79,11 @@ type Registry struct {
 
 	initOnce sync.Once
 	cache    *authCache
+	// lastGood is the record each partner last authenticated with: while
+	// the storage is unavailable, a partner whose password the cache
+	// still holds for that record is let in on it. Forgotten with the
+	// cache, on any partner change.
+	lastGood sync.Map
 	hashSem  chan struct{}
 	// dummyHash hashes a random password with the parameters of new
 	// passwords; unknown partners' candidates are verified against it.
@@ -505,6 +510,7 @@ func (r *Registry) ForgetAuthentications() {
 	if r.cache != nil {
 		r.cache.clear()
 	}
+	r.lastGood.Clear()
 }
 
 // Get returns partner id, or ErrNotFound.
