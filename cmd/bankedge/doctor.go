@@ -81,6 +81,8 @@ type doctor struct {
 	sandbox bool
 	// caCert is the CA certificate from storage, once read.
 	caCert *x509.Certificate
+	// revoked are the serials the CA's CRL lists, once read and verified.
+	revoked map[string]bool
 	// fixes are the fixes already given, which are not repeated.
 	fixes map[string]bool
 }
@@ -451,6 +453,10 @@ func (d *doctor) checkCA(ctx context.Context, st certmagic.Storage, cfg []byte) 
 			"the CRL from %s is stale: its next update was %s", where, list.NextUpdate.UTC().Format(time.RFC3339))
 		return
 	}
+	d.revoked = map[string]bool{}
+	for _, e := range list.RevokedCertificateEntries {
+		d.revoked[e.SerialNumber.String()] = true
+	}
 	d.ok("the CRL from %s is signed by the CA, lists %d revoked certificate(s) and is fresh (next update in %s)",
 		where, len(list.RevokedCertificateEntries), roughDuration(left))
 }
@@ -484,6 +490,10 @@ func (d *doctor) checkSandboxCertificates(dir string) {
 		}
 		if err := c.CheckSignatureFrom(d.caCert); err != nil {
 			d.fail("delete "+filepath.Dir(path)+" and restart the sandbox: it issues new ones", "%s was not issued by the CA in storage", name)
+			continue
+		}
+		if d.revoked[c.SerialNumber.String()] {
+			d.fail("delete "+filepath.Dir(path)+" and restart the sandbox: it issues new ones", "%s was revoked: the CA's CRL lists its serial %X", name, c.SerialNumber)
 			continue
 		}
 		d.expiry(name+" was issued by the CA;", c, "delete "+filepath.Dir(path)+" and restart the sandbox: it issues new ones")

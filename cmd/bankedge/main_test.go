@@ -361,6 +361,26 @@ func TestSandbox(t *testing.T) {
 		}
 	})
 
+	t.Run("doctor names a revoked sandbox certificate", func(t *testing.T) {
+		qwac, err := readCertificate(filepath.Join(dir, "sandbox", "tpp", "qwac.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+api+"/api/v1/certificates/ca/revoke",
+			strings.NewReader(fmt.Sprintf("serial=%X&reason=keyCompromise", qwac.SerialNumber)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("admin", "sandbox-test-admin")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("revoking the sandbox QWAC: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		out, err := runBankedge(t, ctx, dir, env, "doctor").CombinedOutput()
+		if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(string(out), fmt.Sprintf("was revoked: the CA's CRL lists its serial %X", qwac.SerialNumber)) {
+			t.Errorf("doctor after the QWAC's revocation: %v\n%s", err, out)
+		}
+	})
+
 	cancel()
 	_ = server.Wait()
 	t.Run("doctor on a stopped sandbox", func(t *testing.T) {
