@@ -46,7 +46,7 @@ how to fix it:
                 signed by it and not past its next update
   storage       reachable, writable, and its lock can be taken
   certificates  with --dir: the sandbox's QWAC, QSEAL and DEMO certificate
-                chain to the CA and have not expired
+                chain to the CA, are not on its CRL and have not expired
 
 With --dir (default: sandbox) it checks a "bankedge sandbox" running on that
 directory, reading its secrets.env and the BANKEDGE_*_PORT variables as the
